@@ -199,6 +199,7 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         check_range(self.SECTION, "n", self.n, lo=1, hi=100_000)
+        check_range(self.SECTION, "seed", self.seed, lo=0)   # numpy seeds are >= 0
         check_range(self.SECTION, "min_side", self.min_side, lo=64, hi=8192)
         check_range(self.SECTION, "max_side", self.max_side, lo=self.min_side, hi=8192)
         check_range(self.SECTION, "max_characters", self.max_characters, lo=1, hi=4)
