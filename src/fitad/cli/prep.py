@@ -1,0 +1,186 @@
+"""``fitad prep``: raw images -> cleaned, cropped, captioned training dataset; ``fitad prep evaluate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from fitad.cli.common import build_config, config_options
+
+
+class _RunByDefault(click.Group):
+    """A group whose ``run`` subcommand is implied: ``fitad prep IN OUT`` means ``fitad prep run IN OUT``."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "INPUT_DIR OUTPUT_DIR [OPTIONS] | evaluate DATA_DIR [OPTIONS]")
+
+
+@click.group("prep", cls=_RunByDefault)
+def prep_group() -> None:
+    """Prepare a training dataset from raw images (text cleanup, subject crop, captions).
+
+    \b
+    fitad prep INPUT_DIR OUTPUT_DIR --trigger sks [--class-word girl] [--workers 2]
+    fitad prep evaluate DATA_DIR [--synthesize 48]     quality against synth ground truth
+
+    `fitad prep INPUT_DIR OUTPUT_DIR` is short for `fitad prep run INPUT_DIR OUTPUT_DIR`;
+    see `fitad prep run --help` for every option.
+    """
+
+
+def _backend_options(func):
+    opts = [
+        click.option("--text-detector", type=click.Choice(["auto", "rapidocr", "easyocr"]), default=None,
+                     help="Text detector; auto = EasyOCR if its weights are on disk, else RapidOCR (embedded)."),
+        click.option("--segmenter", type=click.Choice(["auto", "rembg", "opencv"]), default=None,
+                     help="Subject segmenter; auto = rembg if its model file is in U2NET_HOME, else OpenCV."),
+        click.option("--rembg-model", default=None, metavar="NAME|FILE.onnx",
+                     help="rembg model name (isnet-anime, u2net, birefnet-general) or a custom U^2-Net .onnx file."),
+        click.option("--inpaint", "inpaint_method", type=click.Choice(["ns", "telea"]), default=None,
+                     help="Inpainting used to remove text: Navier-Stokes (default) or Telea."),
+        click.option("--workers", type=click.IntRange(1, 64), default=None,
+                     help="Worker processes; each loads the models once. Default from params.yaml (1)."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+@prep_group.command("run")
+@click.argument("input_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--trigger", default=None, help="Trigger word put first in every caption (default: sks).")
+@click.option("--class-word", default=None, help="Class word after the trigger, e.g. girl, bottle (default: none).")
+@click.option("--resolution", type=click.IntRange(64, 4096), default=None,
+              help="Side of the square training images: 512 for SD1.5, 1024 for FLUX (default: 512).")
+@click.option("--captioner", type=click.Choice(["template", "blip"]), default=None,
+              help="template = '<trigger> <class word>' only; blip = append a BLIP description.")
+@click.option("--caption-model", default=None, metavar="ID|DIR",
+              help="BLIP model ID, local directory or tiny-blip (local files only unless downloads are allowed).")
+@_backend_options
+@click.option("--force", is_flag=True, help="Process every input again, even when its outputs are up to date.")
+@config_options
+@click.pass_context
+def run_cmd(ctx: click.Context, input_dir: Path, output_dir: Path, trigger, class_word, resolution, captioner,
+            caption_model, text_detector, segmenter, rembg_model, inpaint_method, workers, force,
+            params_path, overrides) -> None:
+    """Clean, crop and caption the top-level images of INPUT_DIR into a dataset in OUTPUT_DIR.
+
+    OUTPUT_DIR gets images/<name>.png + .txt (kohya layout), metadata.jsonl (HF imagefolder) and
+    report.json (status and reason per input, boxes, backends, timings). Re-running skips inputs
+    whose outputs are up to date, so an interrupted run resumes. Exit code 1 if any input failed.
+    """
+    from fitad.prep.config import PrepConfig
+    from fitad.prep.run import PrepError, prepare
+
+    config = build_config(PrepConfig, params_path, overrides, trigger=trigger, class_word=class_word,
+                          resolution=resolution, captioner=captioner, caption_model=caption_model,
+                          text_detector=text_detector, segmenter=segmenter, rembg_model=rembg_model,
+                          inpaint_method=inpaint_method, workers=workers)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]prep"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.description}"), console=console, transient=False) as progress:
+        task = progress.add_task("", total=None)
+
+        def on_start(total: int, todo: int) -> None:
+            progress.update(task, total=total, description=f"{total - todo} up to date" if todo < total else "")
+
+        def on_item(record) -> None:
+            progress.advance(task)
+            if record.status == "failed":
+                progress.console.print(f"[red]failed[/red]  {record.input}: {record.reason}")
+            elif record.status == "skipped" and not record.resumed:
+                progress.console.print(f"[yellow]skipped[/yellow] {record.input}: {record.reason}")
+
+        try:
+            report = prepare(config, input_dir, output_dir, force=force, on_start=on_start, on_item=on_item)
+        except PrepError as exc:
+            raise click.ClickException(str(exc)) from None
+    _print_summary(console, report)
+    ctx.exit(report.exit_code)
+
+
+def _print_summary(console, report) -> None:
+    from rich.table import Table
+
+    totals = report.totals
+    table = Table(title=f"prep summary: {report.output_dir}", show_header=False)
+    for key in ("inputs", "ok", "skipped", "failed", "resumed", "images_written", "workers", "elapsed_s",
+                "images_per_s"):
+        table.add_row(key, str(totals.get(key)))
+    for used in report.backends.get("used", []):
+        table.add_row("backends", ", ".join(f"{k}={v}" for k, v in used.items()))
+    if totals.get("step_ms_mean"):
+        table.add_row("ms per image", ", ".join(f"{k} {v:.0f}" for k, v in totals["step_ms_mean"].items() if v))
+    console.print(table)
+    problems = [r for r in report.items if r.status != "ok"]
+    if problems:
+        issues = Table(title="inputs not used")
+        issues.add_column("input")
+        issues.add_column("status")
+        issues.add_column("reason")
+        for r in problems:
+            issues.add_row(r.input, r.status, r.reason)
+        console.print(issues)
+
+
+@prep_group.command("evaluate")
+@click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--synthesize", "synth_n", type=click.IntRange(1, 10_000), default=None,
+              help="First write this many fitad.synth panels into DATA_DIR if it holds none.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthesized panels.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Score only the first N panels.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the full metrics (per panel and overall) to this JSON file.")
+@click.option("--check", is_flag=True, help="Exit with code 1 when a quality target is missed.")
+@_backend_options
+@config_options
+@click.pass_context
+def evaluate_cmd(ctx: click.Context, data_dir: Path, synth_n, seed, limit, output, check, text_detector,
+                 segmenter, rembg_model, inpaint_method, workers, params_path, overrides) -> None:
+    """Measure text-box recall, residual text, crop recall and mask IoU on fitad.synth panels in DATA_DIR."""
+    from fitad.prep.config import PrepConfig
+    from fitad.prep.evaluate import evaluate, list_panels
+    from fitad.prep.io import atomic_write_text
+
+    config = build_config(PrepConfig, params_path, overrides, text_detector=text_detector, segmenter=segmenter,
+                          rembg_model=rembg_model, inpaint_method=inpaint_method, workers=workers)
+    if synth_n and (not data_dir.is_dir() or not list_panels(data_dir)):
+        from fitad.config import SynthConfig
+        from fitad.synth import synthesize
+
+        synthesize(SynthConfig(n=synth_n, seed=seed), data_dir, progress=False)
+    try:
+        report = evaluate(config, data_dir, limit=limit)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    if output:
+        atomic_write_text(output, json.dumps(report.to_dict(), indent=2))
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"prep quality on {len(report.panels)} synth panels ({data_dir})")
+    for col in ("metric", "value", "target", "ok"):
+        table.add_column(col)
+    for key, (op, target) in report.targets.items():
+        table.add_row(key, f"{report.overall[key]:.4f}", f"{op} {target}",
+                      "[green]yes[/green]" if report.passed[key] else "[red]no[/red]")
+    table.caption = ", ".join(f"{k}={v}" for k, v in report.backends.items())
+    Console().print(table)
+    click.echo(json.dumps({"overall": report.overall, "passed": report.passed}))
+    ctx.exit(1 if check and not report.all_passed else 0)
+
+
+COMMANDS = [prep_group]

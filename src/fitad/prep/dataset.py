@@ -1,0 +1,154 @@
+"""The prepared dataset on disk: images + captions, metadata.jsonl, report.json, and resume state.
+
+Layout of ``OUTPUT_DIR``::
+
+    images/<stem>.png, images/<stem>.txt   kohya-style image + caption pairs (our trainer reads them too)
+    metadata.jsonl                          {"file_name": "images/<stem>.png", "text": ...} for HF imagefolder
+    report.json                             per input: status, reason, boxes, bboxes, backends, timings; totals
+    .prep-state/<input name>.json           one record per input, written as soon as it is done
+
+The state records make an interrupted run resumable: an input whose content hash and config
+fingerprint match its record, and whose outputs still exist, is not processed again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from fitad.prep.io import atomic_write_text
+
+STATUSES = ("ok", "skipped", "failed")
+STATE_DIR = ".prep-state"
+IMAGES_DIR = "images"
+
+
+@dataclasses.dataclass
+class CropRecord:
+    image: str           # relative to the output dir
+    caption_file: str
+    caption: str
+    subject_bbox: list[int]
+    crop_box: list[int]  # square box in source pixels; may reach outside the image (padded)
+
+
+@dataclasses.dataclass
+class ItemRecord:
+    """What happened to one input file."""
+
+    input: str
+    status: str = "failed"
+    reason: str = ""
+    sha256: str = ""
+    fingerprint: str = ""
+    width: int = 0
+    height: int = 0
+    source_mode: str = ""
+    notes: list[str] = dataclasses.field(default_factory=list)
+    text_boxes: list[list[int]] = dataclasses.field(default_factory=list)
+    subject_bboxes: list[list[int]] = dataclasses.field(default_factory=list)
+    rejected: list[str] = dataclasses.field(default_factory=list)
+    crops: list[CropRecord] = dataclasses.field(default_factory=list)
+    backends: dict[str, str] = dataclasses.field(default_factory=dict)
+    timings_ms: dict[str, float] = dataclasses.field(default_factory=dict)
+    worker: dict[str, Any] = dataclasses.field(default_factory=dict)
+    resumed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ItemRecord":
+        known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["crops"] = [CropRecord(**c) for c in data.get("crops", [])]
+        return cls(**data)
+
+    def output_files(self) -> list[str]:
+        return [p for c in self.crops for p in (c.image, c.caption_file)]
+
+
+def output_stems(inputs: list[Path]) -> dict[str, str]:
+    """Output stem per input name; inputs sharing a stem (``a.png``, ``a.jpg``) keep their extension."""
+    def safe(stem: str) -> str:
+        return re.sub(r"[^\w.-]+", "_", stem).strip("._") or "image"
+
+    stems = {p.name: safe(p.stem) for p in inputs}
+    counts: dict[str, int] = {}
+    for s in stems.values():
+        counts[s] = counts.get(s, 0) + 1
+    return {name: (s if counts[s] == 1 else f"{s}_{Path(name).suffix.lstrip('.').lower()}")
+            for name, s in stems.items()}
+
+
+class DatasetStore:
+    """Reads and writes everything under the output directory."""
+
+    def __init__(self, output_dir: str | os.PathLike):
+        self.root = Path(output_dir)
+        self.images = self.root / IMAGES_DIR
+        self.state = self.root / STATE_DIR
+
+    def prepare_dirs(self) -> None:
+        self.images.mkdir(parents=True, exist_ok=True)
+        self.state.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------ per-input state
+
+    def _state_path(self, input_name: str) -> Path:
+        return self.state / f"{input_name}.json"
+
+    def load_record(self, input_name: str) -> ItemRecord | None:
+        path = self._state_path(input_name)
+        try:
+            return ItemRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError):
+            return None  # absent or unreadable (e.g. written by an older version): process again
+
+    def save_record(self, record: ItemRecord) -> None:
+        atomic_write_text(self._state_path(record.input), json.dumps(record.to_dict(), ensure_ascii=False))
+
+    def up_to_date(self, previous: ItemRecord | None, sha256: str, fingerprint: str) -> bool:
+        """Same content, same config, finished (not failed), and its outputs are still there."""
+        return (previous is not None and previous.sha256 == sha256 and previous.fingerprint == fingerprint
+                and previous.status in ("ok", "skipped")
+                and all((self.root / p).is_file() for p in previous.output_files()))
+
+    def remove_stale(self, previous: ItemRecord | None, current: ItemRecord) -> None:
+        """Delete outputs an earlier run wrote for this input that the new run did not write again."""
+        if previous is None:
+            return
+        keep = set(current.output_files())
+        for rel in previous.output_files():
+            if rel not in keep:
+                (self.root / rel).unlink(missing_ok=True)
+
+    def prune(self, current_inputs: set[str]) -> list[str]:
+        """Drop state and outputs of inputs that are no longer in the input directory."""
+        removed = []
+        if not self.state.is_dir():
+            return removed
+        for path in self.state.glob("*.json"):
+            name = path.name[:-len(".json")]
+            if name in current_inputs:
+                continue
+            record = self.load_record(name)
+            for rel in record.output_files() if record else []:
+                (self.root / rel).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+            removed.append(name)
+        return removed
+
+    # ------------------------------------------------------------ dataset files
+
+    def write_metadata(self, records: list[ItemRecord]) -> Path:
+        lines = [json.dumps({"file_name": c.image, "text": c.caption}, ensure_ascii=False)
+                 for r in records if r.status == "ok" for c in r.crops]
+        return atomic_write_text(self.root / "metadata.jsonl", "".join(line + "\n" for line in lines))
+
+    def write_report(self, report: dict[str, Any]) -> Path:
+        return atomic_write_text(self.root / "report.json", json.dumps(report, indent=2, ensure_ascii=False))

@@ -1,0 +1,437 @@
+"""The data-preparation stage: ``prepare(config, input_dir, output_dir) -> PrepReport``.
+
+The CLI (``fitad prep``), the DVC stage and the Kubeflow components all call :func:`prepare`; the
+steps it chains (:func:`process_image`) are also importable one by one. With ``workers > 1`` the
+inputs are spread over a process pool whose initializer loads the backends (detector, segmenter,
+captioner) once per worker; each worker then keeps them for every image it handles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Callable, Iterable, TypeVar
+
+import cv2
+import numpy as np
+
+from fitad import __version__
+from fitad.config import to_dict
+from fitad.prep.caption import Captioner, compose_caption, make_captioner
+from fitad.prep.config import PrepConfig
+from fitad.prep.crop import Box, Figure, crop_square, find_figures, square_box
+from fitad.prep.dataset import IMAGES_DIR, CropRecord, DatasetStore, ItemRecord, output_stems
+from fitad.prep.io import (ImageLoadError, atomic_write_bytes, atomic_write_text, encode_png, list_inputs,
+                           load_image, sha256_bytes)
+from fitad.prep.segment import Segmenter, make_segmenter
+from fitad.prep.text import TextDetector, drop_line_art, make_text_detector, remove_text
+
+STEPS = ("load", "detect", "inpaint", "segment", "crop", "caption", "write")
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class PrepError(RuntimeError):
+    """The stage cannot run at all (missing input directory, a backend that cannot load)."""
+
+
+# ---------------------------------------------------------------- backends
+
+@dataclasses.dataclass
+class Backends:
+    """The three models of the stage, loaded once per process."""
+
+    text: TextDetector
+    segmenter: Segmenter
+    captioner: Captioner
+    notes: dict[str, str]
+    load_ms: float
+
+    def names(self) -> dict[str, str]:
+        seg = self.segmenter.name
+        if seg == "rembg":
+            seg = f"rembg:{getattr(self.segmenter, 'model', '?')}"
+        return {"text_detector": self.text.name, "segmenter": seg, "captioner": self.captioner.name}
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def load_backends(config: PrepConfig, threads: int | None = None) -> Backends:
+    """Build the configured detector, segmenter and captioner (``auto`` picks what is on disk)."""
+    start = time.perf_counter()
+    needs_torch = config.captioner == "blip" or config.text_detector == "easyocr"
+    device = resolve_device(config.device) if needs_torch else "cpu"
+    text, text_note = make_text_detector(config, threads=threads, use_gpu=device == "cuda")
+    segmenter, seg_note = make_segmenter(config, threads=threads)
+    captioner, cap_note = make_captioner(config, device=device, threads=threads)
+    notes = {"text_detector": text_note, "segmenter": seg_note, "captioner": cap_note}
+    return Backends(text, segmenter, captioner, notes, (time.perf_counter() - start) * 1000)
+
+
+# ---------------------------------------------------------------- one image
+
+@dataclasses.dataclass
+class CropResult:
+    figure: Figure
+    box: Box
+    image: np.ndarray
+    caption: str = ""
+
+
+@dataclasses.dataclass
+class ImageResult:
+    """Everything one image went through, kept in memory (evaluation reads the intermediates)."""
+
+    polygons: list[np.ndarray]
+    text_mask: np.ndarray
+    cleaned: np.ndarray
+    mask: np.ndarray
+    figures: list[Figure]
+    rejected: list[str]
+    crops: list[CropResult]
+    timings_ms: dict[str, float]
+
+
+class _StepTimer:
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def restart(self) -> None:
+        self._last = time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.ms[step] = self.ms.get(step, 0.0) + (now - self._last) * 1000
+        self._last = now
+
+
+def select_figures(figures: list[Figure], min_side: int) -> tuple[list[Figure], list[str]]:
+    """Split figures into usable ones and rejection reasons (subject smaller than ``min_side``)."""
+    keep, rejected = [], []
+    for fig in figures:
+        x0, y0, x1, y1 = fig.bbox
+        if fig.side < min_side:
+            rejected.append(f"subject at [{x0}, {y0}, {x1}, {y1}] is too small: {x1 - x0}x{y1 - y0} px, "
+                            f"the longer side must be at least {min_side} px (prep.min_subject_side)")
+        else:
+            keep.append(fig)
+    return keep, rejected
+
+
+def process_image(rgb: np.ndarray, config: PrepConfig, backends: Backends, *,
+                  caption: bool = True) -> ImageResult:
+    """Detect text -> inpaint it -> segment the subject -> square crops -> captions.
+
+    Text detections whose strokes all run out of their box are line art, not text, and are dropped
+    (``text_drop_line_art``) so that a figure's legs are not inpainted away.
+    """
+    timer = _StepTimer()
+    polygons = backends.text.detect(rgb)
+    if config.text_drop_line_art:
+        polygons = drop_line_art(rgb, polygons)
+    timer.lap("detect")
+    cleaned, tmask = remove_text(rgb, polygons, dilate_px=config.text_dilate_px,
+                                 method=config.inpaint_method, radius=config.inpaint_radius)
+    timer.lap("inpaint")
+    mask = backends.segmenter.segment(cleaned, tmask)
+    timer.lap("segment")
+    figures = find_figures(mask, config.figure_min_area, config.split_figures)
+    accepted, rejected = select_figures(figures, config.min_subject_side)
+    height, width = rgb.shape[:2]
+    crops = []
+    for fig in accepted:
+        box = square_box(fig.bbox, config.crop_margin, width, height)
+        crops.append(CropResult(fig, box, crop_square(cleaned, box, config.resolution, config.pad_mode)))
+    timer.lap("crop")
+    if caption:
+        for crop in crops:
+            crop.caption = compose_caption(config.trigger, config.class_word,
+                                           backends.captioner.describe(crop.image))
+    timer.lap("caption")
+    return ImageResult(polygons, tmask, cleaned, mask, accepted, rejected, crops, timer.ms)
+
+
+def polygon_box(polygon: np.ndarray) -> list[int]:
+    x0, y0 = np.floor(polygon.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(polygon.max(axis=0)).astype(int)
+    return [int(x0), int(y0), int(x1), int(y1)]
+
+
+def no_subject_reason(mask: np.ndarray, config: PrepConfig) -> str:
+    if not mask.any():
+        return "no subject found: the segmentation mask is empty"
+    n, _l, stats, _c = cv2.connectedComponentsWithStats((mask > 127).astype(np.uint8), connectivity=8)
+    largest = stats[1:, cv2.CC_STAT_AREA].max() / mask.size if n > 1 else 0.0
+    return (f"no subject found: the largest masked region covers {largest:.2%} of the image, "
+            f"below prep.figure_min_area = {config.figure_min_area:.2%}")
+
+
+# ---------------------------------------------------------------- one file
+
+@dataclasses.dataclass
+class FileTask:
+    path: str
+    stem: str
+    sha256: str
+    fingerprint: str
+    output_dir: str
+
+
+def process_file(task: FileTask, config: PrepConfig, backends: Backends, worker: dict[str, Any]) -> ItemRecord:
+    """Run one input file through the steps and write its crops; never raises for bad input."""
+    record = ItemRecord(input=Path(task.path).name, sha256=task.sha256, fingerprint=task.fingerprint,
+                        backends=backends.names(), worker=dict(worker))
+    timer = _StepTimer()
+    try:
+        data = Path(task.path).read_bytes()
+        loaded = load_image(data, record.input, max_pixels=config.max_pixels, min_side=config.min_image_side)
+    except ImageLoadError as exc:
+        record.reason = str(exc)
+        return record
+    except OSError as exc:
+        record.reason = f"cannot read file: {exc.strerror or exc}"
+        return record
+    timer.lap("load")
+    record.width, record.height = loaded.size
+    record.source_mode, record.notes = loaded.source_mode, loaded.notes
+    try:
+        result = process_image(loaded.rgb, config, backends)
+    except Exception as exc:  # a backend failing on one image must not stop the batch
+        record.reason = f"processing failed: {type(exc).__name__}: {exc}"
+        record.timings_ms = {k: round(v, 1) for k, v in timer.ms.items()}
+        return record
+    timer.ms.update(result.timings_ms)
+    record.text_boxes = [polygon_box(p) for p in result.polygons]
+    record.subject_bboxes = [list(f.bbox) for f in result.figures]
+    record.rejected = result.rejected
+    if not result.crops:
+        record.status = "skipped"
+        record.reason = "; ".join(result.rejected) if result.rejected else no_subject_reason(result.mask, config)
+    else:
+        timer.restart()
+        record.crops = write_crops(task.stem, result.crops, Path(task.output_dir))
+        timer.lap("write")
+        record.status = "ok"
+        if result.rejected:
+            record.reason = f"{len(result.rejected)} small figure(s) left out"
+    record.timings_ms = {k: round(v, 1) for k, v in timer.ms.items()}
+    return record
+
+
+def write_crops(stem: str, crops: list[CropResult], output_dir: Path) -> list[CropRecord]:
+    """``images/<stem>.png`` + ``.txt`` (one figure) or ``<stem>-fig<N>.*`` (several), written atomically."""
+    out = []
+    for i, crop in enumerate(crops):
+        name = stem if len(crops) == 1 else f"{stem}-fig{i + 1}"
+        image_rel, caption_rel = f"{IMAGES_DIR}/{name}.png", f"{IMAGES_DIR}/{name}.txt"
+        atomic_write_bytes(output_dir / image_rel, encode_png(crop.image))
+        atomic_write_text(output_dir / caption_rel, crop.caption + "\n")
+        out.append(CropRecord(image_rel, caption_rel, crop.caption, list(crop.figure.bbox), list(crop.box)))
+    return out
+
+
+# ---------------------------------------------------------------- worker pool
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(config: PrepConfig, threads: int, extra: dict[str, Any]) -> None:
+    """Pool initializer: pin thread counts, then load the backends once for this worker."""
+    cv2.setNumThreads(threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    _WORKER.update(config=config, info={"pid": os.getpid(), **extra}, error=None)
+    try:
+        _WORKER["backends"] = load_backends(config, threads=threads)
+        _WORKER["loads"] = _WORKER.get("loads", 0) + 1
+        _WORKER["info"].update(backend_load_ms=round(_WORKER["backends"].load_ms, 1),
+                               backend_notes=_WORKER["backends"].notes)
+    except Exception as exc:
+        _WORKER["error"] = f"{type(exc).__name__}: {exc}"
+
+
+def _call_in_worker(fn: Callable[..., R], task: Any) -> R:
+    if _WORKER.get("error"):
+        raise PrepError(f"a backend could not be loaded: {_WORKER['error']}")
+    info = dict(_WORKER["info"], backend_loads=_WORKER["loads"])
+    return fn(task, _WORKER["config"], _WORKER["backends"], info)
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # forkserver: workers fork from a clean server process (no inherited threads or ONNX sessions).
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["fitad.prep.run"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def run_tasks(fn: Callable[[T, PrepConfig, Backends, dict[str, Any]], R], tasks: Iterable[T],
+              config: PrepConfig, *, workers: int = 1, extra: dict[str, Any] | None = None,
+              on_result: Callable[[R], None] | None = None) -> list[R]:
+    """Apply ``fn(task, config, backends, worker_info)`` to every task; results in task order.
+
+    ``workers == 1`` runs in this process (backends loaded once here); otherwise a process pool
+    whose initializer loads the backends once per worker.
+    """
+    tasks = list(tasks)
+    extra = extra or {}
+    results: list[Any] = [None] * len(tasks)
+    if not tasks:
+        return []
+    if workers <= 1 or len(tasks) == 1:
+        try:
+            backends = load_backends(config)
+        except Exception as exc:
+            raise PrepError(f"a backend could not be loaded: {type(exc).__name__}: {exc}") from exc
+        info = {"pid": os.getpid(), "backend_loads": 1, "backend_load_ms": round(backends.load_ms, 1),
+                "backend_notes": backends.notes, **extra}
+        for i, task in enumerate(tasks):
+            results[i] = fn(task, config, backends, info)
+            if on_result:
+                on_result(results[i])
+        return results
+    workers = min(workers, len(tasks))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
+                                   initializer=_init_worker, initargs=(config, threads, extra))
+    try:
+        pending: dict[Future, int] = {executor.submit(_call_in_worker, fn, t): i for i, t in enumerate(tasks)}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                i = pending.pop(fut)
+                results[i] = fut.result()
+                if on_result:
+                    on_result(results[i])
+    except BaseException:
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
+    return results
+
+
+# ---------------------------------------------------------------- the stage
+
+@dataclasses.dataclass
+class PrepReport:
+    output_dir: str
+    items: list[ItemRecord]
+    totals: dict[str, Any]
+    backends: dict[str, Any]
+    config: dict[str, Any]
+
+    @property
+    def failed(self) -> list[ItemRecord]:
+        return [r for r in self.items if r.status == "failed"]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing failed (skipped inputs are not failures), else 1."""
+        return 1 if self.failed else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": __version__, "output_dir": self.output_dir, "totals": self.totals,
+                "backends": self.backends, "config": self.config, "items": [r.to_dict() for r in self.items]}
+
+
+def summarize(items: list[ItemRecord], elapsed_s: float, workers: int) -> dict[str, Any]:
+    """Counts, throughput and mean per-step timings of the items processed in this run."""
+    processed = [r for r in items if not r.resumed]
+    timed = [r for r in processed if r.status != "failed" or r.timings_ms]
+    step_ms = {s: round(float(np.mean([r.timings_ms.get(s, 0.0) for r in timed])), 1) for s in STEPS} \
+        if timed else {}
+    pids = sorted({r.worker.get("pid") for r in processed if r.worker.get("pid")})
+    return {
+        "inputs": len(items),
+        **{s: sum(r.status == s for r in items) for s in ("ok", "skipped", "failed")},
+        "resumed": len(items) - len(processed),
+        "processed": len(processed),
+        "images_written": sum(len(r.crops) for r in items if r.status == "ok"),
+        "workers": workers,
+        "worker_pids": pids,
+        "max_backend_loads_per_worker": max((r.worker.get("backend_loads", 0) for r in processed), default=0),
+        "elapsed_s": round(elapsed_s, 3),
+        "images_per_s": round(len(processed) / elapsed_s, 3) if processed and elapsed_s > 0 else None,
+        "step_ms_mean": step_ms,
+    }
+
+
+def prepare(config: PrepConfig, input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
+            force: bool = False, on_start: Callable[[int, int], None] | None = None,
+            on_item: Callable[[ItemRecord], None] | None = None) -> PrepReport:
+    """Turn the top-level images of ``input_dir`` into a training dataset in ``output_dir``.
+
+    Inputs whose content and config are unchanged since an earlier run are skipped (``force``
+    processes everything again). ``on_start(total, to_process)`` and ``on_item(record)`` report
+    progress. Bad inputs become failed/skipped records with a reason; the batch always goes on.
+    """
+    try:
+        inputs = list_inputs(input_dir)
+    except FileNotFoundError as exc:
+        raise PrepError(str(exc)) from None
+    out = Path(output_dir)
+    if out.resolve() == Path(input_dir).resolve():
+        raise PrepError("the output directory must differ from the input directory")
+    store = DatasetStore(out)
+    store.prepare_dirs()
+    store.prune({p.name for p in inputs})
+    stems = output_stems(inputs)
+    fingerprint = config.fingerprint()
+    records: dict[str, ItemRecord] = {}
+    tasks: list[FileTask] = []
+    resumed: list[ItemRecord] = []
+    for path in inputs:
+        try:
+            sha = sha256_bytes(path.read_bytes())
+        except OSError as exc:
+            records[path.name] = ItemRecord(input=path.name, reason=f"cannot read file: {exc.strerror or exc}")
+            continue
+        previous = store.load_record(path.name)
+        if not force and store.up_to_date(previous, sha, fingerprint):
+            previous.resumed = True
+            records[path.name] = previous
+            resumed.append(previous)
+        else:
+            tasks.append(FileTask(str(path), stems[path.name], sha, fingerprint, str(out.resolve())))
+    if on_start:
+        on_start(len(inputs), len(tasks))
+    for record in list(records.values()):
+        if on_item:
+            on_item(record)
+
+    backend_notes: dict[str, set[str]] = {}
+
+    def finish(record: ItemRecord) -> None:
+        for key, note in (record.worker.pop("backend_notes", None) or {}).items():
+            backend_notes.setdefault(key, set()).add(note)
+        store.remove_stale(store.load_record(record.input), record)
+        store.save_record(record)
+        records[record.input] = record
+        if on_item:
+            on_item(record)
+
+    start = time.perf_counter()
+    run_tasks(process_file, tasks, config, workers=config.workers, on_result=finish)
+    elapsed = time.perf_counter() - start
+    items = [records[p.name] for p in inputs]
+    store.write_metadata(items)
+    backends = sorted({tuple(sorted(r.backends.items())) for r in items if r.backends})
+    report = PrepReport(output_dir=str(out), items=items, totals=summarize(items, elapsed, config.workers),
+                        backends={"used": [dict(b) for b in backends],
+                                  "why": {k: sorted(v) for k, v in backend_notes.items()}},
+                        config=to_dict(config))
+    store.write_report(report.to_dict())
+    return report

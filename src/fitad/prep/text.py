@@ -1,0 +1,202 @@
+"""Text detection (EasyOCR or RapidOCR's detector) and text removal by inpainting.
+
+A detector returns one polygon per text region, as a float32 array of shape (N, 2) in the pixel
+coordinates of the image it was given. Only detection is used: the text itself is never read.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from fitad.prep.config import PrepConfig
+
+EASYOCR_DETECTOR_FILE = "craft_mlt_25k.pth"  # EasyOCR's CRAFT detection weights
+EASYOCR_LANGS = ["ko", "en"]
+
+
+class TextDetector(Protocol):
+    name: str
+
+    def detect(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """Text polygons (float32, shape (N, 2)) in the coordinates of ``rgb``."""
+        ...
+
+
+def downscale(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Shrink so the longer side is at most ``max_side``; returns the image and the scale applied."""
+    h, w = rgb.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale >= 1.0:
+        return rgb, 1.0
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
+
+
+class RapidOCRDetector:
+    """RapidOCR's PP-OCRv4 text detector (ONNX weights ship inside the rapidocr-onnxruntime wheel).
+
+    Only the detection model is loaded; the image is downscaled to ``detect_max_side`` first because
+    the detector's own resizing ignores smaller limits for large inputs.
+    """
+
+    name = "rapidocr"
+
+    def __init__(self, config: PrepConfig, threads: int | None = None):
+        import rapidocr_onnxruntime
+        from rapidocr_onnxruntime.ch_ppocr_det import TextDetector as _RapidDet
+
+        model = Path(rapidocr_onnxruntime.__file__).parent / "models" / "ch_PP-OCRv4_det_infer.onnx"
+        if not model.exists():
+            raise FileNotFoundError(f"RapidOCR detection model missing: {model}")
+        self.max_side = config.detect_max_side
+        self._det = _RapidDet({
+            "model_path": str(model), "use_cuda": False, "use_dml": False,
+            "intra_op_num_threads": threads or -1, "inter_op_num_threads": 1,
+            "limit_side_len": self.max_side, "limit_type": "max",
+            "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+            "thresh": 0.3, "box_thresh": config.text_box_threshold, "max_candidates": 1000,
+            "unclip_ratio": config.text_unclip_ratio, "use_dilation": True, "score_mode": "fast",
+        })
+
+    def detect(self, rgb: np.ndarray) -> list[np.ndarray]:
+        small, scale = downscale(rgb, self.max_side)
+        bgr = np.ascontiguousarray(small[..., ::-1])  # the PP-OCR models were trained on BGR input
+        boxes, _elapsed = self._det(bgr)
+        if boxes is None or len(boxes) == 0:
+            return []
+        return [np.asarray(b, dtype=np.float32).reshape(-1, 2) / scale for b in boxes]
+
+
+def easyocr_weights_present(model_dir: str | os.PathLike) -> bool:
+    return (Path(model_dir).expanduser() / EASYOCR_DETECTOR_FILE).is_file()
+
+
+def easyocr_available(model_dir: str | os.PathLike) -> bool:
+    """EasyOCR can run: the package is installed and its detector weights are on disk."""
+    return importlib.util.find_spec("easyocr") is not None and easyocr_weights_present(model_dir)
+
+
+class EasyOCRDetector:
+    """EasyOCR ``Reader(['ko','en'])`` used for detection only, from weights already on disk."""
+
+    name = "easyocr"
+
+    def __init__(self, config: PrepConfig, use_gpu: bool = False):
+        model_dir = Path(config.easyocr_model_dir).expanduser()
+        if importlib.util.find_spec("easyocr") is None:
+            raise RuntimeError("text_detector=easyocr needs the easyocr package: pip install 'fitad[easyocr]'")
+        if not easyocr_weights_present(model_dir):
+            raise FileNotFoundError(
+                f"EasyOCR detector weights {EASYOCR_DETECTOR_FILE} not found in {model_dir} "
+                "(prep.easyocr_model_dir); downloads are disabled, copy the file there first")
+        import easyocr
+
+        self.max_side = config.detect_max_side
+        self._reader = easyocr.Reader(EASYOCR_LANGS, gpu=use_gpu, model_storage_directory=str(model_dir),
+                                      download_enabled=False, recognizer=False, verbose=False)
+
+    def detect(self, rgb: np.ndarray) -> list[np.ndarray]:
+        horizontal, free = self._reader.detect(rgb, canvas_size=self.max_side)
+        return easyocr_polygons(horizontal, free)
+
+
+def _is_batched(items: list, point_depth: int) -> bool:
+    """EasyOCR >= 1.4 wraps its lists in one more level (one list per image)."""
+    if not items or not isinstance(items[0], (list, tuple, np.ndarray)):
+        return False
+    return len(items[0]) == 0 or np.asarray(items[0][0]).ndim == point_depth
+
+
+def easyocr_polygons(horizontal: list, free: list) -> list[np.ndarray]:
+    """Polygons from EasyOCR's ``detect`` output: ``[x0, x1, y0, y1]`` boxes plus free quadrilaterals."""
+    if _is_batched(horizontal, 1):
+        horizontal = horizontal[0]
+    if _is_batched(free, 2):
+        free = free[0]
+    out: list[np.ndarray] = []
+    for x0, x1, y0, y1 in horizontal or []:
+        out.append(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float32))
+    for quad in free or []:
+        out.append(np.asarray(quad, dtype=np.float32).reshape(-1, 2))
+    return out
+
+
+def make_text_detector(config: PrepConfig, threads: int | None = None,
+                       use_gpu: bool = False) -> tuple[TextDetector, str]:
+    """The configured detector and a note on why it was chosen (``auto`` prefers EasyOCR if on disk)."""
+    choice = config.text_detector
+    if choice == "easyocr":
+        return EasyOCRDetector(config, use_gpu=use_gpu), "easyocr (configured)"
+    if choice == "auto" and easyocr_available(config.easyocr_model_dir):
+        return EasyOCRDetector(config, use_gpu=use_gpu), f"easyocr (auto: weights in {config.easyocr_model_dir})"
+    why = "configured" if choice == "rapidocr" else \
+        f"auto: no EasyOCR weights in {config.easyocr_model_dir}, embedded default"
+    return RapidOCRDetector(config, threads=threads), f"rapidocr ({why})"
+
+
+# ---------------------------------------------------------------- false positives
+
+def crosses_box_only(rgb: np.ndarray, polygon: np.ndarray, min_glyph_px: int = 4) -> bool:
+    """True when every ink stroke in the polygon's box runs on outside it (no glyph lies within).
+
+    Detected text boxes are drawn with a margin around the glyphs, so a real text line has ink
+    components fully inside its box. Line art that fools the detector (a pair of legs, hatching)
+    has only strokes that cross the box edge. Ink is the minority class of an Otsu threshold, so
+    white-on-dark lettering counts as well.
+    """
+    h, w = rgb.shape[:2]
+    x0, y0 = np.floor(polygon.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(polygon.max(axis=0)).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return False
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+    _t, ink = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if np.count_nonzero(ink) > ink.size / 2:
+        ink = cv2.bitwise_not(ink)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    if n <= 1:
+        return False
+    on_edge = np.zeros(n, bool)
+    for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        on_edge[np.unique(edge)] = True
+    inside = ~on_edge[1:] & (stats[1:, cv2.CC_STAT_AREA] >= min_glyph_px)
+    return not inside.any()
+
+
+def drop_line_art(rgb: np.ndarray, polygons: list[np.ndarray]) -> list[np.ndarray]:
+    return [p for p in polygons if not crosses_box_only(rgb, p)]
+
+
+# ---------------------------------------------------------------- removal
+
+def text_mask(shape: tuple[int, int], polygons: list[np.ndarray], dilate_px: int = 0) -> np.ndarray:
+    """uint8 mask (255 = text) of the filled polygons, grown by ``dilate_px`` to catch anti-aliased edges."""
+    mask = np.zeros(shape[:2], np.uint8)
+    if polygons:
+        cv2.fillPoly(mask, [np.round(p).astype(np.int32) for p in polygons], 255)
+    if dilate_px > 0 and polygons:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate_px + 1, 2 * dilate_px + 1))
+        mask = cv2.dilate(mask, kernel)
+    return mask
+
+
+def inpaint(rgb: np.ndarray, mask: np.ndarray, method: str = "ns", radius: int = 3) -> np.ndarray:
+    """Fill the masked pixels from their surroundings: Navier-Stokes (``ns``) or Telea."""
+    flag = cv2.INPAINT_NS if method == "ns" else cv2.INPAINT_TELEA
+    return cv2.inpaint(rgb, mask, radius, flag)
+
+
+def remove_text(rgb: np.ndarray, polygons: list[np.ndarray], *, dilate_px: int = 4, method: str = "ns",
+                radius: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Image with the text regions inpainted, and the mask used; no text found means no change."""
+    mask = text_mask(rgb.shape, polygons, dilate_px)
+    if not polygons or not mask.any():
+        return rgb, mask
+    return inpaint(rgb, mask, method, radius), mask

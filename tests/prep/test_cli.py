@@ -1,0 +1,67 @@
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from fitad.cli import cli
+
+from .conftest import figure_panel
+
+
+@pytest.fixture
+def raw(tmp_path):
+    src = tmp_path / "raw"
+    src.mkdir()
+    Image.fromarray(figure_panel(figures=((40, 60), (200, 80)))[0]).save(src / "two.png")
+    Image.fromarray(figure_panel()[0]).save(src / "one.jpg")
+    return src
+
+
+def test_prep_input_output_form_runs_the_stage(raw, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["prep", str(raw), str(out), "--trigger", "ohwx", "--class-word", "boy",
+                                      "--resolution", "64", "--set", "pad_mode=white"])
+    assert result.exit_code == 0, result.output
+    assert "prep summary" in result.output
+    captions = {p.name: p.read_text().strip() for p in (out / "images").glob("*.txt")}
+    assert set(captions) == {"one.txt", "two-fig1.txt", "two-fig2.txt"}
+    assert set(captions.values()) == {"ohwx boy"}
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["pad_mode"] == "white" and report["totals"]["ok"] == 2
+
+
+def test_prep_exit_code_and_reasons_for_bad_input(raw, tmp_path):
+    (raw / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    result = CliRunner().invoke(cli, ["prep", "run", str(raw), str(tmp_path / "out"), "--resolution", "64"])
+    assert result.exit_code == 1
+    assert "broken.png" in result.output and "corrupt" in result.output
+
+
+def test_prep_bad_option_values_are_usage_errors(raw, tmp_path):
+    result = CliRunner().invoke(cli, ["prep", str(raw), str(tmp_path / "o"), "--set", "resolution=100"])
+    assert result.exit_code == 2 and "prep.resolution" in result.output
+    result = CliRunner().invoke(cli, ["prep", str(tmp_path / "missing"), str(tmp_path / "o")])
+    assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_prep_help_lists_every_option():
+    runner = CliRunner()
+    top = runner.invoke(cli, ["prep", "--help"])
+    assert top.exit_code == 0 and "INPUT_DIR OUTPUT_DIR" in top.output and "evaluate" in top.output
+    run_help = runner.invoke(cli, ["prep", "run", "--help"]).output
+    for option in ("--trigger", "--class-word", "--workers", "--resolution", "--captioner", "--caption-model",
+                   "--text-detector", "--segmenter", "--rembg-model", "--inpaint", "--force", "--params", "--set"):
+        assert option in run_help
+
+
+def test_prep_evaluate_command(synth_dir, tmp_path):
+    data = tmp_path / "synth"
+    shutil.copytree(synth_dir, data)
+    out = tmp_path / "quality.json"
+    result = CliRunner().invoke(cli, ["prep", "evaluate", str(data), "--limit", "3", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    assert saved["overall"]["panels"] == 3 and set(saved["passed"]) == {"text_box_recall", "residual_text",
+                                                                          "crop_recall", "mean_iou"}

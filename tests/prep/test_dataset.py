@@ -1,0 +1,50 @@
+import json
+from pathlib import Path
+
+from fitad.prep.dataset import CropRecord, DatasetStore, ItemRecord, output_stems
+
+
+def test_output_stems_disambiguate_shared_stems():
+    stems = output_stems([Path("a.png"), Path("a.JPG"), Path("b c.png"), Path("ü.png")])
+    assert stems == {"a.png": "a_png", "a.JPG": "a_jpg", "b c.png": "b_c", "ü.png": "ü"}
+
+
+def make_record(store: DatasetStore, name="x.png", sha="abc", fp="f1") -> ItemRecord:
+    (store.images / "x.png").write_bytes(b"png")
+    (store.images / "x.txt").write_text("sks\n")
+    return ItemRecord(input=name, status="ok", sha256=sha, fingerprint=fp,
+                      crops=[CropRecord("images/x.png", "images/x.txt", "sks", [0, 0, 1, 1], [0, 0, 1, 1])])
+
+
+def test_state_round_trip_and_up_to_date_rules(tmp_path):
+    store = DatasetStore(tmp_path)
+    store.prepare_dirs()
+    record = make_record(store)
+    store.save_record(record)
+    loaded = store.load_record("x.png")
+    assert loaded == record
+    assert store.up_to_date(loaded, "abc", "f1")
+    assert not store.up_to_date(loaded, "other", "f1")       # content changed
+    assert not store.up_to_date(loaded, "abc", "f2")         # config changed
+    (store.images / "x.png").unlink()
+    assert not store.up_to_date(loaded, "abc", "f1")         # output deleted
+    loaded.status = "failed"
+    assert not store.up_to_date(loaded, "abc", "f1")         # failures are always retried
+
+
+def test_prune_removes_outputs_of_vanished_inputs(tmp_path):
+    store = DatasetStore(tmp_path)
+    store.prepare_dirs()
+    store.save_record(make_record(store))
+    assert store.prune({"other.png"}) == ["x.png"]
+    assert not (store.images / "x.png").exists() and store.load_record("x.png") is None
+
+
+def test_metadata_lists_ok_crops_only(tmp_path):
+    store = DatasetStore(tmp_path)
+    store.prepare_dirs()
+    ok = make_record(store)
+    skipped = ItemRecord(input="y.png", status="skipped", reason="no subject")
+    store.write_metadata([ok, skipped])
+    lines = (tmp_path / "metadata.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [{"file_name": "images/x.png", "text": "sks"}]

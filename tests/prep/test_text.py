@@ -1,0 +1,148 @@
+import importlib.machinery
+import sys
+import types
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from fitad.prep.config import PrepConfig
+from fitad.prep.text import (EASYOCR_DETECTOR_FILE, EasyOCRDetector, RapidOCRDetector, crosses_box_only,
+                             easyocr_polygons, inpaint, make_text_detector, remove_text, text_mask)
+
+
+def text_image(lines=(("HELLO WORLD", (30, 30)), ("안녕하세요", (30, 110)))):
+    from fitad.fonts import load_font
+
+    img = Image.new("RGB", (420, 200), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    boxes = []
+    for text, (x, y) in lines:
+        draw.text((x, y), text, font=load_font(40), fill=(0, 0, 0))
+        boxes.append(draw.textbbox((x, y), text, font=load_font(40)))
+    return np.asarray(img).copy(), boxes
+
+
+@pytest.fixture(scope="module")
+def rapid():
+    return RapidOCRDetector(PrepConfig())
+
+
+def covered(mask: np.ndarray, box) -> float:
+    x0, y0, x1, y1 = box
+    return float((mask[y0:y1, x0:x1] > 0).mean())
+
+
+def test_rapidocr_finds_english_and_korean_lines(rapid):
+    rgb, boxes = text_image()
+    polygons = rapid.detect(rgb)
+    assert all(p.shape[1] == 2 for p in polygons)
+    mask = text_mask(rgb.shape, polygons)
+    assert all(covered(mask, b) > 0.8 for b in boxes)
+    assert (mask > 0).mean() < 0.5  # boxes around the lines, not the whole image
+
+
+def test_rapidocr_maps_boxes_back_from_the_downscaled_copy():
+    rgb, boxes = text_image()
+    big = np.repeat(np.repeat(rgb, 3, axis=0), 3, axis=1)  # 1260 x 600, detection runs at 960
+    polygons = RapidOCRDetector(PrepConfig(detect_max_side=960)).detect(big)
+    mask = text_mask(big.shape, polygons)
+    assert all(covered(mask, [3 * v for v in b]) > 0.8 for b in boxes)
+
+
+def test_blank_image_has_no_text_and_is_left_unchanged(rapid):
+    rgb = np.full((120, 160, 3), 240, np.uint8)
+    polygons = rapid.detect(rgb)
+    assert polygons == []
+    cleaned, mask = remove_text(rgb, polygons)
+    assert cleaned is rgb and not mask.any()
+
+
+@pytest.mark.parametrize("method", ["ns", "telea"])
+def test_remove_text_inpaints_the_glyphs(rapid, method):
+    rgb, boxes = text_image()
+    cleaned, mask = remove_text(rgb, rapid.detect(rgb), dilate_px=4, method=method)
+    for x0, y0, x1, y1 in boxes:
+        assert (rgb[y0:y1, x0:x1] < 128).mean() > 0.05            # there was ink
+        assert (cleaned[y0:y1, x0:x1] < 128).mean() < 0.002       # and now there is none
+    assert rapid.detect(cleaned) == []
+
+
+def test_text_mask_dilation_grows_the_polygons():
+    poly = [np.array([[10, 10], [30, 10], [30, 20], [10, 20]], np.float32)]
+    plain, grown = text_mask((40, 40), poly), text_mask((40, 40), poly, dilate_px=3)
+    assert plain[15, 20] == 255 and plain[15, 33] == 0 and grown[15, 33] == 255
+    assert np.count_nonzero(grown) > np.count_nonzero(plain)
+
+
+def test_inpaint_only_touches_the_mask():
+    rgb = np.random.default_rng(0).integers(0, 255, (50, 50, 3), dtype=np.uint8)
+    mask = np.zeros((50, 50), np.uint8)
+    mask[20:30, 20:30] = 255
+    out = inpaint(rgb, mask)
+    assert np.array_equal(out[mask == 0], rgb[mask == 0])
+
+
+def test_line_art_detection_is_dropped_but_glyphs_are_kept():
+    legs = np.full((120, 120, 3), 250, np.uint8)
+    legs[:, 30:36] = 0   # two long strokes that run through the whole box
+    legs[:, 80:86] = 0
+    box = np.array([[20, 20], [100, 20], [100, 100], [20, 100]], np.float32)
+    assert crosses_box_only(legs, box)
+    rgb, boxes = text_image()
+    x0, y0, x1, y1 = boxes[0]
+    glyph_box = np.array([[x0 - 6, y0 - 6], [x1 + 6, y0 - 6], [x1 + 6, y1 + 6], [x0 - 6, y1 + 6]], np.float32)
+    assert not crosses_box_only(rgb, glyph_box)
+
+
+# ---------------------------------------------------------------- EasyOCR
+# EasyOCR's weights cannot be downloaded here, so its Reader is replaced by a stand-in with the
+# same API; the code path through fitad (selection, Reader arguments, box conversion) is the real one.
+
+class FakeReader:
+    calls: list = []
+
+    def __init__(self, lang_list, **kwargs):
+        FakeReader.calls.append((lang_list, kwargs))
+
+    def detect(self, img, **kwargs):
+        assert img.ndim == 3
+        return [[[10, 50, 5, 25]]], [[[[60, 30], [90, 32], [89, 50], [59, 48]]]]
+
+
+@pytest.fixture
+def fake_easyocr(tmp_path, monkeypatch):
+    module = types.ModuleType("easyocr")
+    module.__spec__ = importlib.machinery.ModuleSpec("easyocr", None)
+    module.Reader = FakeReader
+    monkeypatch.setitem(sys.modules, "easyocr", module)
+    FakeReader.calls = []
+    model_dir = tmp_path / "easyocr-models"
+    model_dir.mkdir()
+    return model_dir
+
+
+def test_auto_uses_easyocr_when_its_weights_are_on_disk(fake_easyocr):
+    (fake_easyocr / EASYOCR_DETECTOR_FILE).write_bytes(b"weights")
+    detector, why = make_text_detector(PrepConfig(easyocr_model_dir=str(fake_easyocr)))
+    assert isinstance(detector, EasyOCRDetector) and why.startswith("easyocr (auto")
+    langs, kwargs = FakeReader.calls[-1]
+    assert langs == ["ko", "en"] and kwargs["recognizer"] is False and kwargs["download_enabled"] is False
+    polygons = detector.detect(np.zeros((60, 100, 3), np.uint8))
+    assert [p.tolist() for p in polygons] == [[[10, 5], [50, 5], [50, 25], [10, 25]],
+                                              [[60, 30], [90, 32], [89, 50], [59, 48]]]
+
+
+def test_auto_falls_back_to_rapidocr_without_weights(fake_easyocr):
+    detector, why = make_text_detector(PrepConfig(easyocr_model_dir=str(fake_easyocr)))
+    assert isinstance(detector, RapidOCRDetector) and "no EasyOCR weights" in why
+
+
+def test_forced_easyocr_without_weights_is_a_clear_error(fake_easyocr):
+    with pytest.raises(FileNotFoundError, match=f"{EASYOCR_DETECTOR_FILE} not found"):
+        make_text_detector(PrepConfig(text_detector="easyocr", easyocr_model_dir=str(fake_easyocr)))
+
+
+def test_easyocr_output_unbatched_and_empty():
+    assert easyocr_polygons([[1, 5, 2, 8]], [])[0].tolist() == [[1, 2], [5, 2], [5, 8], [1, 8]]
+    assert easyocr_polygons([[]], [[]]) == []
