@@ -1,0 +1,154 @@
+"""Training checkpoints: trainable weights, optimizer, LR scheduler, RNG states and step, saved atomically.
+
+Layout of one checkpoint, ``OUT_DIR/checkpoints/step_000050/``::
+
+    adapter.safetensors   trainable tensors, keys "<model>/<parameter name>" (e.g. "unet/...lora_A.weight")
+    optimizer.pt          optimizer.state_dict()
+    lr_scheduler.pt       lr_scheduler.state_dict()
+    rng.pt                the training noise generator and the global torch/python/numpy RNG states
+    state.json            {"step": 50, ...extra}; written last, so its presence marks a complete checkpoint
+
+A checkpoint is written into a hidden temp directory beside its final place and renamed into place,
+so a crash mid-write never leaves a half checkpoint that :func:`latest_checkpoint` would pick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+_NAME = re.compile(r"^step_(\d{6,})$")
+STATE_FILE = "state.json"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A loaded checkpoint; ``trainable`` maps model name → {parameter name: tensor}."""
+
+    path: Path
+    step: int
+    trainable: dict[str, dict[str, torch.Tensor]]
+    optimizer: dict[str, Any]
+    lr_scheduler: dict[str, Any]
+    rng: dict[str, Any]
+    extra: dict[str, Any]
+
+
+# ---------------------------------------------------------------- RNG state
+
+def capture_rng(generator: torch.Generator) -> dict[str, Any]:
+    """Every RNG a training step may draw from, in a form torch.load(weights_only=True) accepts."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "generator": generator.get_state(),
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: Mapping[str, Any], generator: torch.Generator) -> None:
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------------------- save / find / load
+
+def save_checkpoint(root: str | Path, step: int, trainable: Mapping[str, Mapping[str, torch.Tensor]],
+                    optimizer_state: Mapping[str, Any], scheduler_state: Mapping[str, Any],
+                    rng_state: Mapping[str, Any], extra: Mapping[str, Any] | None = None,
+                    keep: int | None = None) -> Path:
+    """Write checkpoint ``step`` under ``root`` atomically; keep only the newest ``keep`` ones."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(step)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    try:
+        tensors = {f"{model}/{name}": t.detach().to("cpu").contiguous()
+                   for model, params in trainable.items() for name, t in params.items()}
+        save_file(tensors, str(tmp / "adapter.safetensors"))
+        torch.save(dict(optimizer_state), tmp / "optimizer.pt")
+        torch.save(dict(scheduler_state), tmp / "lr_scheduler.pt")
+        torch.save(dict(rng_state), tmp / "rng.pt")
+        (tmp / STATE_FILE).write_text(json.dumps({"step": step, **(extra or {})}, indent=2), encoding="utf-8")
+        if final.exists():  # a re-run over the same step: move the old one aside, then swap
+            trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=root))
+            os.replace(final, trash / final.name)
+            os.replace(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if keep is not None:
+        prune_checkpoints(root, keep)
+    return final
+
+
+def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints under ``root`` as (step, path), oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _NAME.match(child.name)
+        if match and child.is_dir() and (child / STATE_FILE).is_file():
+            found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    """The complete checkpoint with the highest step number, or None."""
+    found = list_checkpoints(root)
+    return found[-1][1] if found else None
+
+
+def prune_checkpoints(root: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` complete checkpoints (and stale temp dirs)."""
+    for _, path in list_checkpoints(root)[:-keep] if keep > 0 else []:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`."""
+    path = Path(path)
+    if not (path / STATE_FILE).is_file():
+        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {STATE_FILE})")
+    extra = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    step = int(extra.pop("step"))
+    trainable: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in load_file(str(path / "adapter.safetensors")).items():
+        model, name = key.split("/", 1)
+        trainable.setdefault(model, {})[name] = tensor
+    return Checkpoint(
+        path=path, step=step, trainable=trainable,
+        optimizer=torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True),
+        lr_scheduler=torch.load(path / "lr_scheduler.pt", map_location="cpu", weights_only=True),
+        rng=torch.load(path / "rng.pt", map_location="cpu", weights_only=True),
+        extra=extra)

@@ -1,0 +1,462 @@
+"""The family-independent LoRA training loop.
+
+A model family (SD1.5, FLUX) supplies a :class:`Recipe`: how to load its models and attach the
+adapter, encode images and captions, compute the loss of a batch, render validation images and
+which pipeline class writes its LoRA file. :func:`train_lora` does everything else, identically for
+every family: validation of inputs before any model is loaded, caching, the optimizer loop under
+accelerate, NaN checks, checkpoints and resume, validation renders, metrics, the adapter output and
+the run summary.
+
+Determinism: every random draw of a step (caption dropout, flips, noise, timesteps) comes from one
+``torch.Generator`` whose state is checkpointed, and the batch order is a pure function of the step
+(:class:`~fitad.train.data.BatchOrder`), so a resumed run replays the uninterrupted run's losses.
+Latents are encoded with the VAE posterior *mean*, so cached and uncached runs see the same latents.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import torch
+
+from fitad.config import ConfigError, to_dict
+from fitad.train import adapters, checkpoint as ckpt
+from fitad.train.config import LoraTrainConfig
+from fitad.train.data import BatchOrder, TrainDataset, image_to_tensor, load_dataset, load_image
+from fitad.train.runtime import (backend_versions, check_backends, check_pipeline_family, load_error,
+                                 make_accelerator, make_lr_scheduler, make_optimizer, peak_memory_mb,
+                                 resolve_base_model)
+
+CHECKPOINTS = "checkpoints"
+VALIDATION = "validation"
+METRICS = "metrics.jsonl"
+SUMMARY = "train_summary.json"
+LORA = "lora"
+# Settings that change the adapter's shape or meaning: a checkpoint with other values cannot resume.
+_ADAPTER_KEYS = ("base_model", "adapter_type", "use_dora", "rank", "alpha", "target_modules",
+                 "text_encoder_lora")
+
+Cond = dict[str, torch.Tensor]
+log = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+class Recipe(Protocol):
+    """What a model family provides to :func:`train_lora`."""
+
+    family: str
+    pipeline_cls: Any
+    prediction_type: str
+    text_trainable: bool
+
+    def load(self, base_path: str, accelerator: Any) -> None:
+        """Load the frozen models, attach the adapter(s), place everything on the device."""
+
+    def trainable_models(self) -> dict[str, torch.nn.Module]:
+        """Pipeline component name → model carrying an adapter (e.g. {"unet": unet})."""
+
+    def set_prepared(self, models: dict[str, torch.nn.Module]) -> None:
+        """Use these accelerate-prepared models for the forward passes."""
+
+    def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [-1, 1] (B, 3, H, W) → normalized latents (no grad)."""
+
+    def encode_text(self, captions: list[str]) -> Cond:
+        """Captions → conditioning tensors with batch dim first (grad only if the text side trains)."""
+
+    def loss(self, latents: torch.Tensor, cond: Cond, generator: torch.Generator) -> torch.Tensor:
+        """Scalar training loss of one batch; all randomness from ``generator``."""
+
+    def render(self, prompts: list[str], conds: list[Cond] | None, seed: int, steps: int,
+               guidance: float, resolution: int) -> list:
+        """Validation images (PIL) for ``prompts`` with fixed seeds."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What one call of a training entry function did."""
+
+    out_dir: Path
+    adapter_dir: Path
+    start_step: int
+    steps: int
+    losses: dict[int, float]
+    final_loss: float | None
+    steps_per_s: float
+    peak_memory_mb: float
+    memory_kind: str
+    wall_time_s: float
+    summary_path: Path
+
+
+# ---------------------------------------------------------------- small helpers
+
+def _collate(conds: Sequence[Cond]) -> Cond:
+    return {key: torch.cat([c[key] for c in conds], dim=0) for key in conds[0]}
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """On resume, drop metric lines of steps after the checkpoint (they will be recomputed)."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line and json.loads(line).get("step", 0) <= last_step]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _check_resume_compatible(config: LoraTrainConfig, saved: dict[str, Any], path: Path) -> None:
+    current = to_dict(config)
+    for key in _ADAPTER_KEYS:
+        if key in saved and key in current and saved[key] != current[key]:
+            raise ConfigError(f"{config.SECTION}.{key} = {current[key]!r} differs from the checkpoint "
+                              f"{path} ({saved[key]!r}); resume with the same adapter settings or "
+                              f"start a new output directory")
+
+
+def _save_image_atomic(image, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    image.save(tmp)
+    tmp.replace(path)
+
+
+def default_validation_prompts(config: LoraTrainConfig, dataset: TrainDataset, trigger: str | None) -> list[str]:
+    if config.validation_prompts:
+        return list(config.validation_prompts)
+    return [dataset.examples[0].caption] + ([trigger] if trigger else [])
+
+
+# ---------------------------------------------------------------- the trainer
+
+class _Trainer:
+    """State of one training run: caches, optimizer, RNG, outputs. Built by :func:`train_lora`."""
+
+    def __init__(self, recipe: Recipe, config: LoraTrainConfig, dataset: TrainDataset, out_dir: Path,
+                 tracker: Any, accelerator: Any) -> None:
+        self.recipe = recipe
+        self.config = config
+        self.dataset = dataset
+        self.out_dir = out_dir
+        self.tracker = tracker
+        self.accelerator = accelerator
+        self.device = accelerator.device
+        self.is_main = accelerator.is_main_process
+        self.latent_cache: dict[tuple[int, bool], torch.Tensor] = {}
+        self.text_cache: dict[str, Cond] = {}
+        self.generator = torch.Generator().manual_seed(config.seed + accelerator.process_index)
+        self.order = BatchOrder(dataset.targets, config.batch_size, config.seed,
+                                accelerator.num_processes, accelerator.process_index)
+        self.last_checkpoint: Path | None = None
+
+    # ---- batches
+    def cache(self, validation_prompts: list[str]) -> float:
+        """Encode every image (and flip) and every caption once; returns the seconds it took."""
+        start = time.perf_counter()
+        cfg = self.config
+        if cfg.cache_latents:
+            flips = (False, True) if cfg.random_flip else (False,)
+            for index, example in enumerate(self.dataset.examples):
+                for flip in flips:
+                    pixels = image_to_tensor(load_image(example.image_path, self.dataset.targets[index], flip))
+                    self.latent_cache[(index, flip)] = self.recipe.encode_images(pixels[None])
+        if cfg.cache_text_embeddings and not self.recipe.text_trainable:
+            captions = {ex.caption for ex in self.dataset.examples} | {""} | set(validation_prompts)
+            for caption in sorted(captions):
+                self.text_cache[caption] = self.recipe.encode_text([caption])
+        return time.perf_counter() - start
+
+    def batch(self, indices: list[int]) -> tuple[torch.Tensor, Cond]:
+        cfg, generator = self.config, self.generator
+        n = len(indices)
+        # Draw in a fixed order whatever is cached, so cached and uncached runs consume the same numbers.
+        drop = ((torch.rand(n, generator=generator) < cfg.caption_dropout).tolist() if cfg.caption_dropout
+                else [False] * n)
+        flip = (torch.rand(n, generator=generator) < 0.5).tolist() if cfg.random_flip else [False] * n
+        if self.latent_cache:
+            latents = torch.cat([self.latent_cache[(i, f)] for i, f in zip(indices, flip)], dim=0)
+        else:
+            pixels = torch.stack([image_to_tensor(load_image(self.dataset.examples[i].image_path,
+                                                             self.dataset.targets[i], f))
+                                  for i, f in zip(indices, flip)])
+            latents = self.recipe.encode_images(pixels)
+        captions = ["" if d else self.dataset.examples[i].caption for i, d in zip(indices, drop)]
+        if self.text_cache:
+            cond = _collate([self.text_cache[c] for c in captions])
+        else:
+            cond = self.recipe.encode_text(captions)
+        return latents, cond
+
+    # ---- optimisation
+    def prepare(self) -> None:
+        """Optimizer and LR schedule over the adapter weights, all wrapped by accelerate."""
+        models = self.recipe.trainable_models()
+        if self.accelerator.mixed_precision != "no":
+            adapters.cast_trainable_to_fp32(models)
+        self.params = [p for m in models.values() for p in m.parameters() if p.requires_grad]
+        optimizer = make_optimizer(self.config, self.params)
+        lr_scheduler = make_lr_scheduler(self.config, optimizer, self.accelerator.num_processes)
+        names = list(models)
+        prepared = self.accelerator.prepare(*models.values(), optimizer, lr_scheduler)
+        self.models = dict(zip(names, prepared[:len(names)]))
+        self.optimizer, self.lr_scheduler = prepared[len(names)], prepared[len(names) + 1]
+        self.recipe.set_prepared(self.models)
+
+    def step(self, step: int) -> float:
+        """One optimizer step (``gradient_accumulation`` micro-batches); returns its mean loss."""
+        cfg, accelerator = self.config, self.accelerator
+        models = list(self.models.values())
+        micro_losses = []
+        for k in range(cfg.gradient_accumulation):
+            with accelerator.accumulate(*models):  # text-encoder LoRA runs its forward in here too
+                latents, cond = self.batch(self.order.batch((step - 1) * cfg.gradient_accumulation + k))
+                loss = self.recipe.loss(latents, cond, self.generator)
+                if not torch.isfinite(loss.detach()).all():
+                    where = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
+                             else "no checkpoint had been written yet")
+                    raise TrainingDivergedError(
+                        f"loss became {loss.item()} at step {step}; training stopped, {where}. "
+                        f"Lower learning_rate (now {cfg.learning_rate}) or use mixed_precision 'no'/'bf16'.")
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                self.optimizer.step()
+                self.lr_scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            micro_losses.append(loss.detach().float())
+        step_loss = torch.stack(micro_losses).mean()
+        if accelerator.num_processes > 1:
+            step_loss = accelerator.reduce(step_loss.to(accelerator.device), reduction="mean")
+        return float(step_loss)
+
+    # ---- checkpoints
+    def save_checkpoint(self, step: int) -> Path:
+        trainable = {name: adapters.trainable_parameters(self.accelerator.unwrap_model(model))
+                     for name, model in self.recipe.trainable_models().items()}
+        self.last_checkpoint = ckpt.save_checkpoint(
+            self.out_dir / CHECKPOINTS, step, trainable, self.optimizer.state_dict(), self.lr_scheduler.state_dict(),
+            ckpt.capture_rng(self.generator),
+            extra={"config": to_dict(self.config), "dataset_hash": self.dataset.sha256, "family": self.recipe.family},
+            keep=self.config.keep_checkpoints)
+        return self.last_checkpoint
+
+    def restore(self, checkpoint: ckpt.Checkpoint) -> None:
+        for name, model in self.recipe.trainable_models().items():
+            model = self.accelerator.unwrap_model(model)
+            params = adapters.trainable_parameters(model)
+            saved = checkpoint.trainable.get(name, {})
+            missing = sorted(set(params) - set(saved))
+            if missing:
+                raise ConfigError(f"checkpoint {checkpoint.path} lacks {len(missing)} trainable tensor(s) of "
+                                  f"{name} (e.g. {missing[0]}); it was written with other adapter settings")
+            with torch.no_grad():
+                for key, param in params.items():
+                    param.copy_(saved[key].to(param.device, param.dtype))
+        self.optimizer.load_state_dict(checkpoint.optimizer)
+        self.lr_scheduler.load_state_dict(checkpoint.lr_scheduler)
+        ckpt.restore_rng(checkpoint.rng, self.generator)
+        self.last_checkpoint = checkpoint.path
+
+    # ---- validation
+    def validate(self, step: int, prompts: list[str]) -> list[Path]:
+        cfg = self.config
+        models = [self.accelerator.unwrap_model(m) for m in self.recipe.trainable_models().values()]
+        conds = [self.text_cache[p] for p in prompts] if self.text_cache else None
+        devices = [self.device] if self.device.type == "cuda" else []
+        # Rendering must not move the training RNG streams, or resuming would diverge.
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), self.accelerator.autocast():
+            for model in models:
+                model.eval()
+            try:
+                images = self.recipe.render(prompts, conds, cfg.validation_seed, cfg.validation_inference_steps,
+                                            cfg.validation_guidance, cfg.resolution)
+            finally:
+                for model in models:
+                    model.train()
+        folder = self.out_dir / VALIDATION
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i, image in enumerate(images):
+            path = folder / f"step_{step:06d}_{i}.png"
+            _save_image_atomic(image, path)
+            self.tracker.log_image(path, path.name, step=step)
+            paths.append(path)
+        return paths
+
+    # ---- outputs
+    def start_outputs(self, start_step: int, params: dict[str, Any]) -> None:
+        """Fresh run: clear an earlier run's outputs. Resume: drop metrics past the checkpoint."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        metrics = self.out_dir / METRICS
+        if start_step:
+            _truncate_metrics(metrics, start_step)
+        else:  # stale checkpoints of another run must never be resumed into this one
+            metrics.unlink(missing_ok=True)
+            for stale in (self.out_dir / CHECKPOINTS, self.out_dir / VALIDATION):
+                if stale.exists():
+                    log.warning("fresh run: removing %s of an earlier run (use --resume to continue it)", stale)
+                    shutil.rmtree(stale)
+        self.tracker.log_params(params)
+
+    def log_step(self, step: int, loss: float, lr: float, step_time: float) -> None:
+        peak, _ = peak_memory_mb(self.device)
+        record = {"step": step, "loss": loss, "lr": lr, "step_time_s": step_time, "peak_memory_mb": peak}
+        with open(self.out_dir / METRICS, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        self.tracker.log_metrics({k: v for k, v in record.items() if k != "step"}, step=step)
+
+    def run(self, start_step: int, prompts: list[str], show_progress: bool,
+            on_step: Callable[[int, float], None] | None) -> tuple[dict[int, float], list[float]]:
+        """Steps ``start_step + 1 .. steps`` with logging, checkpoints and validation renders."""
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        losses: dict[int, float] = {}
+        step_times: list[float] = []
+        for model in self.models.values():
+            model.train()
+        with tqdm(total=cfg.steps, initial=start_step, desc=f"train {self.recipe.family}", unit="step",
+                  disable=not (show_progress and self.is_main), dynamic_ncols=True) as bar:
+            for step in range(start_step + 1, cfg.steps + 1):
+                t0 = time.perf_counter()
+                lr = self.lr_scheduler.get_last_lr()[0]  # the rate this step trains with
+                losses[step] = loss = self.step(step)
+                step_times.append(time.perf_counter() - t0)
+                bar.set_postfix(loss=f"{loss:.4f}", s_per_step=f"{step_times[-1]:.2f}", refresh=False)
+                bar.update(1)
+                is_last = step == cfg.steps
+                if self.is_main and (step % cfg.log_every == 0 or is_last):
+                    self.log_step(step, loss, lr, step_times[-1])
+                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or is_last:
+                    self.accelerator.wait_for_everyone()
+                    if self.is_main:
+                        self.save_checkpoint(step)
+                if self.is_main and cfg.validation_every and (step % cfg.validation_every == 0 or is_last):
+                    self.validate(step, prompts)
+                if on_step is not None:
+                    on_step(step, loss)
+        return losses, step_times
+
+    def finish(self, *, start_step: int, losses: dict[int, float], step_times: list[float], cache_time: float,
+               trigger: str | None, wall_start: float) -> TrainResult:
+        """Write the adapter directory and the run summary; log them to the tracker."""
+        cfg = self.config
+        final_step = max(start_step, cfg.steps)
+        final_loss = losses[max(losses)] if losses else None
+        compute_time = sum(step_times)
+        steps_per_s = len(step_times) / compute_time if compute_time > 0 else 0.0
+        peak, memory_kind = peak_memory_mb(self.device)
+        lora_dir = self.out_dir / LORA
+        if self.is_main:
+            unwrapped = {name: self.accelerator.unwrap_model(m) for name, m in self.recipe.trainable_models().items()}
+            manifest = adapters.manifest(cfg, prediction_type=self.recipe.prediction_type,
+                                         dataset_hash=self.dataset.sha256, steps=final_step, trigger=trigger,
+                                         text_encoder_lora=self.recipe.text_trainable)
+            adapters.save_adapter(lora_dir, cfg, self.recipe.pipeline_cls, unwrapped, manifest)
+            summary = {
+                "status": "completed", "family": self.recipe.family, "base_model": cfg.base_model,
+                "adapter_path": str(lora_dir), "adapter_type": cfg.adapter_kind,
+                "start_step": start_step, "steps": final_step, "steps_this_run": len(step_times),
+                "final_loss": final_loss, "steps_per_s": steps_per_s,
+                "mean_step_time_s": compute_time / len(step_times) if step_times else None,
+                "cache_time_s": cache_time, "peak_memory_mb": peak, "memory_kind": memory_kind,
+                "wall_time_s": time.perf_counter() - wall_start,
+                "dataset_hash": self.dataset.sha256, "dataset_size": len(self.dataset),
+                "latents_cached": bool(self.latent_cache), "text_cached": bool(self.text_cache),
+                "mixed_precision": self.accelerator.mixed_precision, "device": str(self.device),
+                "last_checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
+            }
+            summary_path = _write_summary(self.out_dir, summary)
+            self.tracker.log_metrics({"steps_per_s": steps_per_s, "wall_time_s": summary["wall_time_s"],
+                                      "cache_time_s": cache_time}, step=final_step)
+            self.tracker.log_artifact(lora_dir, LORA)
+            self.tracker.log_artifact(summary_path)
+        return TrainResult(out_dir=self.out_dir, adapter_dir=lora_dir, start_step=start_step, steps=final_step,
+                           losses=losses, final_loss=final_loss, steps_per_s=steps_per_s, peak_memory_mb=peak,
+                           memory_kind=memory_kind, wall_time_s=time.perf_counter() - wall_start,
+                           summary_path=self.out_dir / SUMMARY)
+
+
+def train_lora(recipe: Recipe, config: LoraTrainConfig, dataset_dir: str | Path, out_dir: str | Path,
+               tracker: Any = None, *, resume: bool = False, show_progress: bool = True,
+               on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train ``recipe``'s adapter on the dataset and write the adapter directory under ``out_dir``.
+
+    Inputs are validated (config backends, dataset, base model location, resume compatibility)
+    before any model is loaded. ``on_step(step, loss)`` is called after each optimizer step (after
+    that step's checkpoint); an exception it raises stops training like an interruption would.
+    """
+    from fitad.tracking import NullTracker
+
+    wall_start = time.perf_counter()
+    tracker = tracker if tracker is not None else NullTracker()
+    out_dir = Path(out_dir)
+    # ---- everything that can reject the run, before any model is loaded
+    check_backends(config)
+    dataset = load_dataset(dataset_dir, config.resolution, aspect_buckets=config.aspect_buckets,
+                           allow_upscale=config.allow_upscale)
+    base_path = resolve_base_model(config.base_model)
+    check_pipeline_family(base_path, recipe.family)
+    trigger = config.trigger or dataset.trigger
+    resume_from = ckpt.latest_checkpoint(out_dir / CHECKPOINTS) if resume else None
+    if resume and resume_from is None:
+        log.warning("--resume: no checkpoint under %s; training starts at step 0", out_dir / CHECKPOINTS)
+    checkpoint = ckpt.load_checkpoint(resume_from) if resume_from else None
+    if checkpoint is not None:
+        _check_resume_compatible(config, checkpoint.extra.get("config", {}), checkpoint.path)
+
+    # ---- models, caches, optimizer
+    accelerator = make_accelerator(config)
+    torch.manual_seed(config.seed)  # adapter initialisation
+    try:
+        recipe.load(base_path, accelerator)
+    except OSError as exc:
+        raise load_error(config.base_model, exc) from exc
+    trainer = _Trainer(recipe, config, dataset, out_dir, tracker, accelerator)
+    prompts = default_validation_prompts(config, dataset, trigger)
+    cache_time = trainer.cache(prompts)
+    trainer.prepare()
+    start_step = 0
+    if checkpoint is not None:
+        trainer.restore(checkpoint)
+        start_step = checkpoint.step
+
+    # ---- the loop
+    if trainer.is_main:
+        trainer.start_outputs(start_step, {
+            "family": recipe.family, **to_dict(config), "base_model_resolved": base_path,
+            "prediction_type": recipe.prediction_type, "trigger": trigger,
+            "dataset": {"dir": str(dataset.root), "hash": dataset.sha256, "size": len(dataset)},
+            "backend": {**backend_versions(), "mixed_precision": accelerator.mixed_precision,
+                        "device": str(accelerator.device),
+                        "latents_cached": bool(trainer.latent_cache), "text_cached": bool(trainer.text_cache)},
+            "resume_from": str(resume_from) if resume_from else "",
+        })
+    try:
+        losses, step_times = trainer.run(start_step, prompts, show_progress, on_step)
+    except TrainingDivergedError as exc:
+        if trainer.is_main:
+            _write_summary(out_dir, {"status": "diverged", "error": str(exc),
+                                     "last_checkpoint": str(trainer.last_checkpoint) if trainer.last_checkpoint
+                                     else None})
+        raise
+    accelerator.wait_for_everyone()
+    return trainer.finish(start_step=start_step, losses=losses, step_times=step_times, cache_time=cache_time,
+                          trigger=trigger, wall_start=wall_start)
+
+
+def _write_summary(out_dir: Path, summary: dict[str, Any]) -> Path:
+    clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in summary.items()}
+    path = out_dir / SUMMARY
+    adapters.write_json_atomic(path, clean)
+    return path
