@@ -18,8 +18,6 @@ import colorsys
 import io
 import json
 import math
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from fitad.fsutil import atomic_write_bytes
 from fitad.config import SynthConfig
 from fitad.fonts import load_font
 
@@ -813,18 +812,6 @@ def render_panel(config: SynthConfig, seed: int) -> PanelResult:
 
 # ---------------------------------------------------------------- writing
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _png_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", compress_level=3)
@@ -850,15 +837,15 @@ def synthesize(config: SynthConfig, out_dir: Path, progress: bool = True) -> lis
         subject = np.zeros((result.meta["height"], result.meta["width"]), dtype=bool)
         for k, (mask, character) in enumerate(zip(result.character_masks, result.meta["characters"])):
             rel = f"masks/{stem}_char{k}.png"
-            write_atomic(out_dir / rel, _png_bytes(Image.fromarray(mask.astype(np.uint8) * 255, "L")))
+            atomic_write_bytes(out_dir / rel, _png_bytes(Image.fromarray(mask.astype(np.uint8) * 255, "L")))
             character["mask"] = rel
             subject |= mask
-        write_atomic(out_dir / f"masks/{stem}_subject.png",
+        atomic_write_bytes(out_dir / f"masks/{stem}_subject.png",
                      _png_bytes(Image.fromarray(subject.astype(np.uint8) * 255, "L")))
         meta = {"image": f"{stem}.png", "subject_mask": f"masks/{stem}_subject.png", **result.meta}
-        write_atomic(out_dir / f"{stem}.png", _png_bytes(result.image))
+        atomic_write_bytes(out_dir / f"{stem}.png", _png_bytes(result.image))
         text = json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        write_atomic(out_dir / f"{stem}.json", text.encode("utf-8"))
+        atomic_write_bytes(out_dir / f"{stem}.json", text.encode("utf-8"))
         written.append(out_dir / f"{stem}.png")
     return written
 

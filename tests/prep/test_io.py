@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fitad.prep.io import (ImageLoadError, atomic_write_bytes, list_inputs, load_image)
+from fitad.fsutil import atomic_write_bytes
+from fitad.prep.io import ImageLoadError, list_inputs, load_image
 
 
 def png_bytes(img: Image.Image, **kw) -> bytes:

@@ -153,7 +153,7 @@ def evaluate_cmd(ctx: click.Context, data_dir: Path, synth_n, seed, limit, outpu
     """Measure text-box recall, residual text, crop recall and mask IoU on fitad.synth panels in DATA_DIR."""
     from fitad.prep.config import PrepConfig
     from fitad.prep.evaluate import evaluate, list_panels
-    from fitad.prep.io import atomic_write_text
+    from fitad.fsutil import atomic_write_text
 
     config = build_config(PrepConfig, params_path, overrides, text_detector=text_detector, segmenter=segmenter,
                           rembg_model=rembg_model, inpaint_method=inpaint_method, workers=workers)

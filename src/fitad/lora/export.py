@@ -64,10 +64,10 @@ import logging
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Mapping
 
+from fitad.fsutil import atomic_file
 from fitad.config import check_choice
 
 if TYPE_CHECKING:
@@ -492,28 +492,14 @@ def export_metadata(info: LoraInfo, adapter_type: str, rank: int, alpha: float, 
     return meta
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_safetensors_atomic(tensors: Mapping[str, "torch.Tensor"], metadata: Mapping[str, str],
                             out: str | os.PathLike) -> Path:
     """Write a safetensors file via a temp file in the same directory and ``os.replace`` (never half-written)."""
     from safetensors.torch import save_file
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        save_file(dict(tensors), tmp, metadata=dict(metadata))
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(out) as tmp:
+        save_file(dict(tensors), str(tmp), metadata=dict(metadata))
     return out
 
 

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fitad.prep.io import atomic_write_text
+from fitad.fsutil import atomic_write_text
 
 STATUSES = ("ok", "skipped", "failed")
 STATE_DIR = ".prep-state"

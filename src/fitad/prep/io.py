@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -141,27 +140,6 @@ def load_image(data: bytes, name: str = "<bytes>", *, max_pixels: int = 64_000_0
         raise ImageLoadError(f"too small: {rgb.shape[1]}x{rgb.shape[0]} px, each side must be at least "
                              f"{min_side} px (prep.min_image_side)")
     return LoadedImage(rgb=rgb, source_mode=source_mode, source_format=fmt, notes=notes)
-
-
-# ---------------------------------------------------------------- atomic writes
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temp file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

@@ -25,7 +25,8 @@ from fitad.prep.caption import Captioner, compose_caption, make_captioner
 from fitad.prep.config import PrepConfig
 from fitad.prep.crop import Box, Figure, crop_square, find_figures, square_box
 from fitad.prep.dataset import IMAGES_DIR, CropRecord, DatasetStore, ItemRecord, output_stems
-from fitad.prep.io import (ImageLoadError, atomic_write_bytes, atomic_write_text, encode_png, list_inputs,
+from fitad.fsutil import atomic_write_bytes, atomic_write_text
+from fitad.prep.io import (ImageLoadError, encode_png, list_inputs,
                            load_image, sha256_bytes)
 from fitad.prep.segment import Segmenter, make_segmenter
 from fitad.prep.text import TextDetector, drop_line_art, make_text_detector, remove_text

@@ -12,9 +12,9 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
+from fitad.fsutil import atomic_file, atomic_write_json
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -54,14 +54,6 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
         else:
             flat[name] = str(value)
     return flat
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def _json_number(value: float) -> float | str:
@@ -112,7 +104,7 @@ class DiskTracker(_Base):
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         self._params.update(flatten_params(params))
-        _write_json_atomic(self.root / "params.json", self._params)
+        atomic_write_json(self.root / "params.json", self._params, sort_keys=True)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         record = {"step": int(step), **{k: _json_number(v) for k, v in metrics.items()}}
@@ -122,13 +114,11 @@ class DiskTracker(_Base):
     def log_image(self, image: Any, name: str, step: int | None = None) -> None:
         target = self.root / "images" / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix or ".png", dir=target.parent)
-        os.close(fd)
-        if isinstance(image, (str, os.PathLike)):
-            shutil.copyfile(image, tmp)
-        else:
-            image.save(tmp)
-        os.replace(tmp, target)
+        with atomic_file(target, suffix=target.suffix or ".png") as tmp:
+            if isinstance(image, (str, os.PathLike)):
+                shutil.copyfile(image, tmp)
+            else:
+                image.save(tmp)
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         """A file goes to ``artifacts/<artifact_path>/<name>``; a directory's contents to

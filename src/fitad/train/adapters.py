@@ -12,15 +12,12 @@ LoKr is not a LoRA that diffusers' loaders accept, so it is stored in PEFT's own
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
+from fitad.fsutil import atomic_dir, atomic_write_json
 from fitad.config import ConfigError
 from fitad.train.config import LoraTrainConfig
 
@@ -96,15 +93,6 @@ def manifest(config: LoraTrainConfig, *, prediction_type: str, dataset_hash: str
     }
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
 def _save_peft_dir(target: Path, models: Mapping[str, torch.nn.Module]) -> None:
     """PEFT adapter layout per model: ``<target>/<model>/adapter_config.json`` + ``adapter_model.safetensors``."""
     from safetensors.torch import save_file
@@ -125,9 +113,7 @@ def save_adapter(lora_dir: Path, config: LoraTrainConfig, pipeline_cls: Any,
     ``save_lora_weights`` writes the diffusers-native file.
     """
     lora_dir = Path(lora_dir)
-    lora_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{lora_dir.name}.", dir=lora_dir.parent))
-    try:
+    with atomic_dir(lora_dir) as tmp:
         if config.adapter_type == "lokr":
             _save_peft_dir(tmp / PEFT_SUBDIR, models)
         else:
@@ -136,15 +122,5 @@ def save_adapter(lora_dir: Path, config: LoraTrainConfig, pipeline_cls: Any,
                 kwargs[f"{name}_lora_layers"] = adapter_state(model)
                 kwargs[f"{name}_lora_adapter_metadata"] = adapter_metadata(model)
             pipeline_cls.save_lora_weights(str(tmp), safe_serialization=True, **kwargs)
-        write_json_atomic(tmp / MANIFEST, dict(manifest_data))
-        if lora_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{lora_dir.name}.old.", dir=lora_dir.parent))
-            os.replace(lora_dir, old / lora_dir.name)
-            os.replace(tmp, lora_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, lora_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        atomic_write_json(tmp / MANIFEST, dict(manifest_data))
     return lora_dir

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from fitad.fsutil import atomic_dir
 
 _NAME = re.compile(r"^step_(\d{6,})$")
 STATE_FILE = "state.json"
@@ -86,8 +85,7 @@ def save_checkpoint(root: str | Path, step: int, trainable: Mapping[str, Mapping
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-    try:
+    with atomic_dir(final) as tmp:  # a re-run over the same step replaces it whole
         tensors = {f"{model}/{name}": t.detach().to("cpu").contiguous()
                    for model, params in trainable.items() for name, t in params.items()}
         save_file(tensors, str(tmp / "adapter.safetensors"))
@@ -95,16 +93,6 @@ def save_checkpoint(root: str | Path, step: int, trainable: Mapping[str, Mapping
         torch.save(dict(scheduler_state), tmp / "lr_scheduler.pt")
         torch.save(dict(rng_state), tmp / "rng.pt")
         (tmp / STATE_FILE).write_text(json.dumps({"step": step, **(extra or {})}, indent=2), encoding="utf-8")
-        if final.exists():  # a re-run over the same step: move the old one aside, then swap
-            trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=root))
-            os.replace(final, trash / final.name)
-            os.replace(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     if keep is not None:
         prune_checkpoints(root, keep)
     return final

@@ -26,6 +26,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
+from fitad.fsutil import atomic_file, atomic_write_json
 from fitad.config import ConfigError, to_dict
 from fitad.train import adapters, checkpoint as ckpt
 from fitad.train.config import LoraTrainConfig
@@ -123,12 +124,6 @@ def _check_resume_compatible(config: LoraTrainConfig, saved: dict[str, Any], pat
             raise ConfigError(f"{config.SECTION}.{key} = {current[key]!r} differs from the checkpoint "
                               f"{path} ({saved[key]!r}); resume with the same adapter settings or "
                               f"start a new output directory")
-
-
-def _save_image_atomic(image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    image.save(tmp)
-    tmp.replace(path)
 
 
 def default_validation_prompts(config: LoraTrainConfig, dataset: TrainDataset, trigger: str | None) -> list[str]:
@@ -288,7 +283,8 @@ class _Trainer:
         paths = []
         for i, image in enumerate(images):
             path = folder / f"step_{step:06d}_{i}.png"
-            _save_image_atomic(image, path)
+            with atomic_file(path) as tmp:
+                image.save(tmp)
             self.tracker.log_image(path, path.name, step=step)
             paths.append(path)
         return paths
@@ -458,5 +454,5 @@ def train_lora(recipe: Recipe, config: LoraTrainConfig, dataset_dir: str | Path,
 def _write_summary(out_dir: Path, summary: dict[str, Any]) -> Path:
     clean = {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in summary.items()}
     path = out_dir / SUMMARY
-    adapters.write_json_atomic(path, clean)
+    atomic_write_json(path, clean)
     return path
