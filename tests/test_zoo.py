@@ -121,3 +121,16 @@ def test_tiny_tokenizer_keeps_words_whole():
     tokens = tok.convert_ids_to_tokens(tok("a photo of sks girl").input_ids)
     assert tokens[0] == "<|startoftext|>" and tokens[-1] == "<|endoftext|>"
     assert "photo</w>" in tokens and "girl</w>" in tokens
+
+
+def test_stale_or_partial_cache_is_rebuilt(tmp_path):
+    built = zoo.ensure_tiny("tiny-clip", tmp_path)
+    marker = built / ".fitad-complete"
+    stamp = marker.stat().st_mtime_ns
+    assert zoo.ensure_tiny("tiny-clip", tmp_path) == built and marker.stat().st_mtime_ns == stamp  # reused
+    marker.write_text(json.dumps({"name": "tiny-clip", "seed": 0, "recipe": zoo.RECIPE_VERSION - 1}))
+    zoo.ensure_tiny("tiny-clip", tmp_path)
+    assert json.loads(marker.read_text())["recipe"] == zoo.RECIPE_VERSION  # older recipe: rebuilt
+    marker.unlink()  # an interrupted build leaves no marker
+    zoo.ensure_tiny("tiny-clip", tmp_path)
+    assert marker.exists()

@@ -21,6 +21,8 @@ from typing import Callable
 
 TINY_NAMES = ("tiny-sd15", "tiny-sd15-inpaint", "tiny-flux", "tiny-blip", "tiny-clip")
 SEED = 0
+# Bump when a builder changes: cached models from an older recipe are rebuilt on demand.
+RECIPE_VERSION = 2
 _ASSETS = Path(__file__).parent / "assets"
 _COMPLETE = ".fitad-complete"
 
@@ -224,7 +226,8 @@ def build_tiny(name: str, out_dir: str | os.PathLike) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out.parent))
     try:
         _BUILDERS[name](tmp)
-        (tmp / _COMPLETE).write_text(json.dumps({"name": name, "seed": SEED}), encoding="utf-8")
+        (tmp / _COMPLETE).write_text(json.dumps({"name": name, "seed": SEED, "recipe": RECIPE_VERSION}),
+                                     encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -237,9 +240,18 @@ def build_tiny(name: str, out_dir: str | os.PathLike) -> Path:
 def ensure_tiny(name: str, root: str | os.PathLike | None = None) -> Path:
     """Directory of tiny model ``name`` under ``root`` (default cache), building it if missing."""
     out = models_root(root) / name
-    if not (out / _COMPLETE).exists():
+    if not _is_current(out):
         build_tiny(name, out)
     return out
+
+
+def _is_current(model_dir: Path) -> bool:
+    """True when ``model_dir`` was completely built by this version of the recipe."""
+    try:
+        marker = json.loads((model_dir / _COMPLETE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return marker.get("recipe") == RECIPE_VERSION
 
 
 def build_all(root: str | os.PathLike | None = None, names: tuple[str, ...] = TINY_NAMES,

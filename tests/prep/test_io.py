@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fitad.fsutil import atomic_write_bytes
 from fitad.prep.io import ImageLoadError, list_inputs, load_image
 
 
@@ -118,10 +117,3 @@ def test_list_inputs_ignores_json_masks_and_hidden(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         list_inputs(tmp_path / "nope")
 
-
-def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
-    target = tmp_path / "sub" / "out.txt"
-    atomic_write_bytes(target, b"one")
-    atomic_write_bytes(target, b"two")
-    assert target.read_bytes() == b"two"
-    assert [p.name for p in target.parent.iterdir()] == ["out.txt"]
