@@ -141,6 +141,25 @@ def test_dora_adapter(tiny_sd15, dataset_dir, tmp_path):
     assert next(iter(pipe.unet.peft_config.values())).use_dora
 
 
+def test_text_encoder_dora_magnitudes_survive_plain_diffusers_loading(tiny_sd15, dataset_dir, tmp_path):
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file
+
+    train_sd_lora(_config(tiny_sd15, use_dora=True, text_encoder_lora=True, steps=1, learning_rate=1e-2),
+                  dataset_dir, tmp_path, show_progress=False)
+    saved = load_file(str(tmp_path / "lora" / "pytorch_lora_weights.safetensors"))
+    magnitudes = {k: v for k, v in saved.items() if k.startswith("text_encoder.") and "magnitude" in k}
+    assert magnitudes and all(k.endswith(".lora_magnitude_vector.weight") for k in magnitudes)
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_sd15, safety_checker=None)
+    pipe.load_lora_weights(str(tmp_path / "lora"))
+    loaded = {name: param for name, param in pipe.text_encoder.named_parameters() if "lora_magnitude_vector" in name}
+    assert len(loaded) == len(magnitudes)
+    for key, value in magnitudes.items():
+        module = key[len("text_encoder."):-len(".lora_magnitude_vector.weight")]
+        match = [p for n, p in loaded.items() if n.startswith(module + ".lora_magnitude_vector.")]
+        assert len(match) == 1 and torch.allclose(match[0].detach(), value), key
+
+
 def test_lokr_adapter_is_saved_in_peft_format(tiny_sd15, dataset_dir, tmp_path):
     train_sd_lora(_config(tiny_sd15, adapter_type="lokr", steps=1), dataset_dir, tmp_path, show_progress=False)
     lora = tmp_path / "lora"

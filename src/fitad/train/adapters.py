@@ -60,12 +60,19 @@ def cast_trainable_to_fp32(models: Mapping[str, torch.nn.Module]) -> None:
                 p.data = p.data.float()
 
 
-def adapter_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The adapter's weights in PEFT naming (what diffusers' save_lora_weights expects)."""
+def adapter_state(model: torch.nn.Module, component: str = "unet") -> dict[str, torch.Tensor]:
+    """The adapter's weights in PEFT naming (what diffusers' save_lora_weights expects).
+
+    Text-encoder DoRA magnitudes are named ``….lora_magnitude_vector.weight``: transformers' adapter
+    loader (used by ``load_lora_weights``) matches only that name and would otherwise silently
+    re-initialise them.
+    """
     from peft.utils import get_peft_model_state_dict
 
-    return {k: v.detach().to("cpu", torch.float32).contiguous()
-            for k, v in get_peft_model_state_dict(model, save_embedding_layers=False).items()}
+    state = get_peft_model_state_dict(model, save_embedding_layers=False)
+    rename = component.startswith("text_encoder")
+    return {(f"{k}.weight" if rename and k.endswith(".lora_magnitude_vector") else k):
+            v.detach().to("cpu", torch.float32).contiguous() for k, v in state.items()}
 
 
 def adapter_metadata(model: torch.nn.Module) -> dict[str, Any]:
@@ -119,7 +126,7 @@ def save_adapter(lora_dir: Path, config: LoraTrainConfig, pipeline_cls: Any,
         else:
             kwargs: dict[str, Any] = {}
             for name, model in models.items():
-                kwargs[f"{name}_lora_layers"] = adapter_state(model)
+                kwargs[f"{name}_lora_layers"] = adapter_state(model, name)
                 kwargs[f"{name}_lora_adapter_metadata"] = adapter_metadata(model)
             pipeline_cls.save_lora_weights(str(tmp), safe_serialization=True, **kwargs)
         atomic_write_json(tmp / MANIFEST, dict(manifest_data))
