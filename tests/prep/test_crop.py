@@ -57,3 +57,12 @@ def test_pad_colours():
     assert pad_color(rgb, "black") == (0, 0, 0) and pad_color(rgb, "edge") is None
     out = crop_square(rgb, (-5, -5, 15, 15), 40, pad_mode="edge")
     assert (out == (10, 20, 30)).all()
+
+
+def test_auto_pad_uses_the_subjects_background_not_the_frame_line():
+    rgb = np.full((100, 100, 3), 250, np.uint8)
+    rgb[:3], rgb[-3:], rgb[:, :3], rgb[:, -3:] = 0, 0, 0, 0   # a black panel frame round the image
+    rgb[40:60, 10:30] = (200, 0, 0)                           # the subject near the left border
+    out = crop_square(rgb, (-20, 10, 60, 90), 80, pad_mode="auto")
+    assert out[50, 5].tolist() == [250, 250, 250]   # the pad on the left takes the background colour
+    assert out[50, 22].tolist() == [0, 0, 0]        # the frame itself is still there, not stretched

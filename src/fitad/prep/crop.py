@@ -121,16 +121,22 @@ def square_box(bbox: Box, margin: float, width: int, height: int) -> Box:
     return sx, sy, sx + side, sy + side
 
 
-def pad_color(rgb: np.ndarray, mode: str) -> tuple[int, int, int] | None:
-    """Constant padding colour for ``mode``; None means replicate the edge pixels."""
+def pad_color(rgb: np.ndarray, mode: str, padded_sides: frozenset[str] = frozenset()) -> tuple[int, int, int] | None:
+    """Constant padding colour for ``mode``; None means replicate the edge pixels.
+
+    ``auto`` takes the median colour of ``rgb``'s edges that are not padded (``padded_sides`` names
+    top/bottom/left/right): for a crop, the subject's own background. The edges that meet the image
+    border are left out because a panel's frame line runs there and would make every pad black.
+    """
     if mode == "white":
         return (255, 255, 255)
     if mode == "black":
         return (0, 0, 0)
     if mode == "edge":
         return None
-    frame = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])  # auto: median border colour
-    return tuple(int(v) for v in np.median(frame, axis=0))
+    edges = {"top": rgb[0], "bottom": rgb[-1], "left": rgb[:, 0], "right": rgb[:, -1]}
+    kept = [edge for side, edge in edges.items() if side not in padded_sides] or list(edges.values())
+    return tuple(int(v) for v in np.median(np.concatenate(kept), axis=0))
 
 
 def crop_square(rgb: np.ndarray, box: Box, resolution: int, pad_mode: str = "auto") -> np.ndarray:
@@ -141,7 +147,9 @@ def crop_square(rgb: np.ndarray, box: Box, resolution: int, pad_mode: str = "aut
     top, left = max(0, -y0), max(0, -x0)
     bottom, right = max(0, y1 - h), max(0, x1 - w)
     if top or left or bottom or right:
-        color = pad_color(rgb, pad_mode)
+        sides = frozenset(name for name, amount in (("top", top), ("bottom", bottom), ("left", left),
+                                                    ("right", right)) if amount)
+        color = pad_color(inner, pad_mode, sides)
         if color is None:
             inner = cv2.copyMakeBorder(inner, top, bottom, left, right, cv2.BORDER_REPLICATE)
         else:
