@@ -1,0 +1,25 @@
+"""`fitad demo` smoke test: every stage runs on a shrunk setting and leaves its artifacts."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from fitad.cli import cli
+
+
+def test_demo_runs_every_stage(tmp_path, tiny_models_root, monkeypatch):
+    monkeypatch.setattr("fitad.zoo.models_root", lambda root=None: tiny_models_root)  # session cache
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--panels", "2", "--steps", "2",
+                                      "--tracker", "disk"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert list(summary["steps"]) == ["tiny base model", "synthetic panels", "prep", "LoRA training",
+                                      "kohya export", "render with the exported LoRA"]
+    assert summary["steps"]["prep"]["failed"] == 0 and summary["steps"]["prep"]["images"] >= 2
+    assert (out / "train" / "lora" / "fitad_lora.json").exists()
+    assert (out / "sks_lora.safetensors").stat().st_size > 0
+    assert (out / "sample.png").exists()
+    assert "[6/6] render with the exported LoRA" in result.output
