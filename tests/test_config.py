@@ -80,3 +80,17 @@ def test_project_params_file_loads_every_known_section():
 
     root = Path(__file__).resolve().parents[1]
     assert load_section(SynthConfig, root / "params.yaml") is not None
+
+
+@dataclasses.dataclass
+class _WithNone:
+    SECTION: ClassVar[str] = "q"
+    quantize: Literal["none", "nf4"] = "nf4"
+    gamma: Optional[float] = 1.0
+
+
+def test_none_is_a_choice_where_the_literal_has_it_and_null_elsewhere():
+    cfg = from_mapping(_WithNone, parse_overrides(["quantize=none", "gamma=none"]))
+    assert cfg.quantize == "none" and cfg.gamma is None
+    with pytest.raises(ConfigError, match=r"q\.quantize = 'int4' is not allowed"):
+        from_mapping(_WithNone, {"quantize": "int4"})

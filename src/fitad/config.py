@@ -70,12 +70,15 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
 def _coerce(section: str, key: str, value: Any, tp: Any) -> Any:
     """Convert a YAML/CLI value to the annotated type, or raise ConfigError naming the key."""
     inner, optional = _strip_optional(tp)
+    origin = typing.get_origin(inner)
+    # "none"/"null" typed on a command line mean null, unless the field takes that very string
+    # (a str field, or a Literal choice such as quantize_base: none).
+    takes_string = inner is str or (origin is typing.Literal and value in typing.get_args(inner))
     if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")
-                         and inner is not str):
+                         and not takes_string):
         if optional:
             return None
         raise ConfigError(f"{section}.{key}: null is not allowed here (expected {_type_name(inner)})")
-    origin = typing.get_origin(inner)
     try:
         if inner is bool:
             if isinstance(value, bool):

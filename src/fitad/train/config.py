@@ -167,13 +167,12 @@ class FluxLoraConfig(LoraTrainConfig):
     logit_mean: float = 0.0
     logit_std: float = 1.0
     sigmoid_scale: float = 1.0
-    # Plain str, not Literal: the shared coercion reads a Literal "none" as YAML null.
-    loss_weighting: str = "none"  # none | sigma_sqrt
+    loss_weighting: Literal["none", "sigma_sqrt"] = "none"
     # Value fed to the guidance embedding of guidance-distilled bases (FLUX.1-dev) while training;
     # 1.0 is the common choice for LoRA training, ignored by bases without guidance embeddings.
     guidance_scale: float = 1.0
     max_sequence_length: int = 512
-    quantize_base: str = "none"  # none | nf4 | int8
+    quantize_base: Literal["none", "nf4", "int8"] = "none"
     offload_encoders: bool = True
     validation_guidance: float = 3.5
 
