@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from fitad.cli import cli
+from fitad.config import ConfigError
+from fitad.demo import DemoConfig
 
 
 def test_demo_runs_every_stage(tmp_path, tiny_models_root, monkeypatch):
@@ -23,3 +26,10 @@ def test_demo_runs_every_stage(tmp_path, tiny_models_root, monkeypatch):
     assert (out / "sks_lora.safetensors").stat().st_size > 0
     assert (out / "sample.png").exists()
     assert "[6/6] render with the exported LoRA" in result.output
+
+
+def test_demo_config_rejects_bad_sizes():
+    with pytest.raises(ConfigError, match=r"demo\.steps = 0 is out of range"):
+        DemoConfig(steps=0)
+    with pytest.raises(ConfigError, match=r"demo\.tracker = 'wandb' is not allowed"):
+        DemoConfig(tracker="wandb")

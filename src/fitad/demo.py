@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from fitad.config import SynthConfig
+from fitad.config import SynthConfig, check_choice, check_range
 
 
 @dataclasses.dataclass
@@ -29,6 +29,13 @@ class DemoConfig:
     rank: int = 8
     base_model: str = "tiny-sd15"
     tracker: str = "mlflow"
+
+    def __post_init__(self) -> None:
+        check_range("demo", "panels", self.panels, lo=1, hi=200)
+        check_range("demo", "resolution", self.resolution, lo=64, hi=1024)
+        check_range("demo", "steps", self.steps, lo=1)
+        check_range("demo", "rank", self.rank, lo=1, hi=1024)
+        check_choice("demo", "tracker", self.tracker, ("mlflow", "disk", "none"))
 
 
 def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
