@@ -25,13 +25,14 @@ then renames the family in the name table (IDs 1-6, 13, 14) with :func:`_rename_
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 from PIL import ImageFont
+
+from fitad.fsutil import atomic_write_bytes
 
 FONT_DIR = Path(__file__).resolve().parent / "assets" / "fonts"
 DEFAULT_FONT_FILE = "FitadGothic-Bold.ttf"
@@ -118,10 +119,7 @@ def rebuild(source_ttf: Path, out_path: Path | None = None) -> Path:
                      "--name-IDs=0", "--name-languages=0x409", "--no-name-legacy",
                      f"--output-file={tmp_out}"])
         _rename_family(tmp_out)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        staged = out_path.with_name(out_path.name + ".tmp")
-        staged.write_bytes(tmp_out.read_bytes())
-        os.replace(staged, out_path)
+        atomic_write_bytes(out_path, tmp_out.read_bytes())
     return out_path
 
 

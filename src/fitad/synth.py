@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fitad.fsutil import atomic_write_bytes
+from fitad.fsutil import atomic_write_bytes, atomic_write_json
 from fitad.config import SynthConfig
 from fitad.fonts import load_font
 
@@ -844,8 +844,7 @@ def synthesize(config: SynthConfig, out_dir: Path, progress: bool = True) -> lis
                      _png_bytes(Image.fromarray(subject.astype(np.uint8) * 255, "L")))
         meta = {"image": f"{stem}.png", "subject_mask": f"masks/{stem}_subject.png", **result.meta}
         atomic_write_bytes(out_dir / f"{stem}.png", _png_bytes(result.image))
-        text = json.dumps(meta, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        atomic_write_bytes(out_dir / f"{stem}.json", text.encode("utf-8"))
+        atomic_write_json(out_dir / f"{stem}.json", meta, sort_keys=True)
         written.append(out_dir / f"{stem}.png")
     return written
 

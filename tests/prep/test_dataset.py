@@ -48,3 +48,12 @@ def test_metadata_lists_ok_crops_only(tmp_path):
     store.write_metadata([ok, skipped])
     lines = (tmp_path / "metadata.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == [{"file_name": "images/x.png", "text": "sks"}]
+
+
+def test_output_stems_never_collide():
+    names = ["a b.png", "a_b.png", "x.png", "x.PNG", "a.png", "a.jpg", "a_png.webp", "y.png", "y-fig1.png"]
+    stems = output_stems([Path(n) for n in names])
+    assert len({s.lower() for s in stems.values()}) == len(names)
+    assert stems["y-fig1.png"] == "y_fig1"  # -figN is kept for the crops of a multi-figure "y.png"
+    assert stems["a b.png"] == "a_b_png" and stems["a_b.png"] == "a_b_png_2"  # same cleaned stem and extension
+    assert output_stems([Path(n) for n in reversed(names)]) == stems  # independent of listing order

@@ -114,3 +114,18 @@ def test_missing_input_dir_and_broken_backend(tmp_path, monkeypatch):
     monkeypatch.setenv("U2NET_HOME", str(tmp_path))
     with pytest.raises(PrepError, match="rembg model 'u2net' not found"):
         prepare(PrepConfig(segmenter="rembg", rembg_model="u2net"), src, tmp_path / "out")
+
+
+def test_a_new_backend_found_by_auto_makes_a_rerun_reprocess(inputs, tmp_path, monkeypatch):
+    from .test_segment import write_tiny_u2net
+
+    home = tmp_path / "u2net"
+    home.mkdir()
+    monkeypatch.setenv("U2NET_HOME", str(home))
+    cfg = PrepConfig(resolution=64, segmenter="auto", rembg_model="tiny_u2net.onnx")
+    first = prepare(cfg, inputs, tmp_path / "out")
+    assert first.backends["used"][0]["segmenter"] == "opencv"
+    write_tiny_u2net(home / "tiny_u2net.onnx")  # the production model appears on disk
+    second = prepare(cfg, inputs, tmp_path / "out")
+    assert not any(r.resumed for r in second.items)
+    assert second.backends["used"][0]["segmenter"].startswith("rembg")

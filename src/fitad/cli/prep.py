@@ -153,7 +153,7 @@ def evaluate_cmd(ctx: click.Context, data_dir: Path, synth_n, seed, limit, outpu
     """Measure text-box recall, residual text, crop recall and mask IoU on fitad.synth panels in DATA_DIR."""
     from fitad.prep.config import PrepConfig
     from fitad.prep.evaluate import evaluate, list_panels
-    from fitad.fsutil import atomic_write_text
+    from fitad.fsutil import atomic_write_json
 
     config = build_config(PrepConfig, params_path, overrides, text_detector=text_detector, segmenter=segmenter,
                           rembg_model=rembg_model, inpaint_method=inpaint_method, workers=workers)
@@ -167,7 +167,7 @@ def evaluate_cmd(ctx: click.Context, data_dir: Path, synth_n, seed, limit, outpu
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
     if output:
-        atomic_write_text(output, json.dumps(report.to_dict(), indent=2))
+        atomic_write_json(output, report.to_dict())
     from rich.console import Console
     from rich.table import Table
 

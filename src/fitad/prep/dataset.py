@@ -17,10 +17,11 @@ import dataclasses
 import json
 import os
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from fitad.fsutil import atomic_write_text
+from fitad.fsutil import atomic_write_json, atomic_write_text
 
 STATUSES = ("ok", "skipped", "failed")
 STATE_DIR = ".prep-state"
@@ -73,16 +74,30 @@ class ItemRecord:
 
 
 def output_stems(inputs: list[Path]) -> dict[str, str]:
-    """Output stem per input name; inputs sharing a stem (``a.png``, ``a.jpg``) keep their extension."""
-    def safe(stem: str) -> str:
-        return re.sub(r"[^\w.-]+", "_", stem).strip("._") or "image"
+    """Output stem per input name, unique over all inputs (compared case-insensitively).
 
-    stems = {p.name: safe(p.stem) for p in inputs}
-    counts: dict[str, int] = {}
-    for s in stems.values():
-        counts[s] = counts.get(s, 0) + 1
-    return {name: (s if counts[s] == 1 else f"{s}_{Path(name).suffix.lstrip('.').lower()}")
-            for name, s in stems.items()}
+    Inputs sharing a stem (``a.png``, ``a.jpg``) keep their extension; names that still clash after
+    cleaning (``a b.png``, ``a_b.png``) get ``_2``, ``_3``, … in name order. A trailing ``-fig<N>``
+    becomes ``_fig<N>``: that suffix is reserved for the crops of multi-figure inputs.
+    """
+    def safe(stem: str) -> str:
+        stem = re.sub(r"[^\w.-]+", "_", stem).strip("._") or "image"
+        return re.sub(r"-(fig\d+)$", r"_\1", stem)
+
+    names = sorted(p.name for p in inputs)
+    base = {name: safe(Path(name).stem) for name in names}
+    counts = Counter(s.lower() for s in base.values())
+    wanted = {name: (s if counts[s.lower()] == 1 else f"{s}_{Path(name).suffix.lstrip('.').lower()}")
+              for name, s in base.items()}
+    taken: set[str] = set()
+    stems: dict[str, str] = {}
+    for name in names:
+        stem, n = wanted[name], 2
+        while stem.lower() in taken:
+            stem, n = f"{wanted[name]}_{n}", n + 1
+        taken.add(stem.lower())
+        stems[name] = stem
+    return stems
 
 
 class DatasetStore:
@@ -151,4 +166,4 @@ class DatasetStore:
         return atomic_write_text(self.root / "metadata.jsonl", "".join(line + "\n" for line in lines))
 
     def write_report(self, report: dict[str, Any]) -> Path:
-        return atomic_write_text(self.root / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
+        return atomic_write_json(self.root / "report.json", report)

@@ -52,8 +52,7 @@ def box_inside(inner: list[int], outer: list[int], tolerance: int = BOX_TOLERANC
             and inner[2] <= outer[2] + tolerance and inner[3] <= outer[3] + tolerance)
 
 
-def evaluate_panel(json_path: str, config: PrepConfig, backends: Backends,
-                   worker: dict[str, Any] | None = None) -> dict[str, Any]:
+def evaluate_panel(json_path: str, config: PrepConfig, backends: Backends) -> dict[str, Any]:
     """All metrics of one synth panel (its ``.json`` beside the image and masks)."""
     meta = json.loads(Path(json_path).read_text(encoding="utf-8"))
     root = Path(json_path).parent
@@ -166,6 +165,6 @@ def evaluate(config: PrepConfig, data_dir: str | os.PathLike, *, limit: int | No
 
 
 def _evaluate_task(json_path: str, config: PrepConfig, backends: Backends, worker: dict[str, Any]) -> dict:
-    out = evaluate_panel(json_path, config, backends, worker)
+    out = evaluate_panel(json_path, config, backends)
     out["_backends"] = backends.names()
     return out

@@ -28,8 +28,8 @@ from fitad.prep.dataset import IMAGES_DIR, CropRecord, DatasetStore, ItemRecord,
 from fitad.fsutil import atomic_write_bytes, atomic_write_text
 from fitad.prep.io import (ImageLoadError, encode_png, list_inputs,
                            load_image, sha256_bytes)
-from fitad.prep.segment import Segmenter, make_segmenter
-from fitad.prep.text import TextDetector, drop_line_art, make_text_detector, remove_text
+from fitad.prep.segment import Segmenter, make_segmenter, resolve_segmenter
+from fitad.prep.text import TextDetector, drop_line_art, make_text_detector, remove_text, resolve_text_detector
 
 STEPS = ("load", "detect", "inpaint", "segment", "crop", "caption", "write")
 T = TypeVar("T")
@@ -370,6 +370,15 @@ def summarize(items: list[ItemRecord], elapsed_s: float, workers: int) -> dict[s
     }
 
 
+def resolved_fingerprint(config: PrepConfig) -> str:
+    """The config's fingerprint plus the backends ``auto`` resolves to right now.
+
+    Dropping a rembg or EasyOCR model in place switches ``auto`` to it, so inputs prepared with
+    the embedded defaults are no longer up to date and a re-run prepares them again.
+    """
+    return f"{config.fingerprint()}:{resolve_text_detector(config)}:{resolve_segmenter(config)}"
+
+
 def prepare(config: PrepConfig, input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
             force: bool = False, on_start: Callable[[int, int], None] | None = None,
             on_item: Callable[[ItemRecord], None] | None = None) -> PrepReport:
@@ -390,8 +399,9 @@ def prepare(config: PrepConfig, input_dir: str | os.PathLike, output_dir: str | 
     store.prepare_dirs()
     store.prune({p.name for p in inputs})
     stems = output_stems(inputs)
-    fingerprint = config.fingerprint()
+    fingerprint = resolved_fingerprint(config)
     records: dict[str, ItemRecord] = {}
+    previous_records: dict[str, ItemRecord | None] = {}
     tasks: list[FileTask] = []
     resumed: list[ItemRecord] = []
     for path in inputs:
@@ -400,7 +410,7 @@ def prepare(config: PrepConfig, input_dir: str | os.PathLike, output_dir: str | 
         except OSError as exc:
             records[path.name] = ItemRecord(input=path.name, reason=f"cannot read file: {exc.strerror or exc}")
             continue
-        previous = store.load_record(path.name)
+        previous = previous_records[path.name] = store.load_record(path.name)
         if not force and store.up_to_date(previous, sha, fingerprint):
             previous.resumed = True
             records[path.name] = previous
@@ -418,7 +428,7 @@ def prepare(config: PrepConfig, input_dir: str | os.PathLike, output_dir: str | 
     def finish(record: ItemRecord) -> None:
         for key, note in (record.worker.pop("backend_notes", None) or {}).items():
             backend_notes.setdefault(key, set()).add(note)
-        store.remove_stale(store.load_record(record.input), record)
+        store.remove_stale(previous_records.get(record.input), record)
         store.save_record(record)
         records[record.input] = record
         if on_item:

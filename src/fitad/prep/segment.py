@@ -309,12 +309,19 @@ class OpenCVSegmenter:
         return mask
 
 
+def resolve_segmenter(config: PrepConfig) -> str:
+    """The backend ``config.segmenter`` means now: ``auto`` is rembg when its model file is present."""
+    if config.segmenter == "auto":
+        return "rembg" if rembg_model_file(config.rembg_model) is not None else "opencv"
+    return config.segmenter
+
+
 def make_segmenter(config: PrepConfig, threads: int | None = None) -> tuple[Segmenter, str]:
     """The configured segmenter and a note on why (``auto`` uses rembg when its model file is present)."""
     choice = config.segmenter
     if choice == "rembg":
         return RembgSegmenter(config, threads=threads), f"rembg:{config.rembg_model} (configured)"
-    if choice == "auto" and rembg_model_file(config.rembg_model) is not None:
+    if resolve_segmenter(config) == "rembg":
         seg = RembgSegmenter(config, threads=threads)
         return seg, f"rembg:{config.rembg_model} (auto: model file in {rembg_home()})"
     why = "configured" if choice == "opencv" else \

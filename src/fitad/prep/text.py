@@ -127,13 +127,20 @@ def easyocr_polygons(horizontal: list, free: list) -> list[np.ndarray]:
     return out
 
 
+def resolve_text_detector(config: PrepConfig) -> str:
+    """The backend ``config.text_detector`` means now: ``auto`` is EasyOCR when its weights are on disk."""
+    if config.text_detector == "auto":
+        return "easyocr" if easyocr_available(config.easyocr_model_dir) else "rapidocr"
+    return config.text_detector
+
+
 def make_text_detector(config: PrepConfig, threads: int | None = None,
                        use_gpu: bool = False) -> tuple[TextDetector, str]:
     """The configured detector and a note on why it was chosen (``auto`` prefers EasyOCR if on disk)."""
     choice = config.text_detector
     if choice == "easyocr":
         return EasyOCRDetector(config, use_gpu=use_gpu), "easyocr (configured)"
-    if choice == "auto" and easyocr_available(config.easyocr_model_dir):
+    if resolve_text_detector(config) == "easyocr":
         return EasyOCRDetector(config, use_gpu=use_gpu), f"easyocr (auto: weights in {config.easyocr_model_dir})"
     why = "configured" if choice == "rapidocr" else \
         f"auto: no EasyOCR weights in {config.easyocr_model_dir}, embedded default"
