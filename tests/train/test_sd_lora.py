@@ -299,3 +299,37 @@ def test_bad_input_fails_before_any_model_is_loaded(tiny_sd15, tmp_path, monkeyp
     with pytest.raises(error, match=message):
         train_sd_lora(cfg, data, tmp_path / "out", show_progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_non_finite_weights_are_never_saved_as_a_good_checkpoint(tiny_sd15, dataset_dir, tmp_path, monkeypatch):
+    # The loss at step 4 is computed with the weights before step 4's update, so only the weights
+    # themselves can show that update diverged.
+    from fitad.train import adapters
+
+    real = adapters.trainable_parameters
+    calls = {"n": 0}
+
+    def poisoned_after_first_checkpoint(model):
+        params = real(model)
+        calls["n"] += 1
+        if calls["n"] > 1:
+            params = {k: v.detach().clone() for k, v in params.items()}
+            next(iter(params.values())).view(-1)[0] = float("inf")
+        return params
+
+    monkeypatch.setattr(adapters, "trainable_parameters", poisoned_after_first_checkpoint)
+    with pytest.raises(TrainingDivergedError, match=r"weights became non-finite at step 4.*step_000002"):
+        train_sd_lora(_config(tiny_sd15, steps=4, checkpoint_every=2), dataset_dir, tmp_path, show_progress=False)
+    assert ckpt.latest_checkpoint(tmp_path / "checkpoints").name == "step_000002"
+    good = ckpt.load_checkpoint(tmp_path / "checkpoints" / "step_000002")
+    assert all(torch.isfinite(t).all() for t in good.trainable["unet"].values())
+
+
+def test_resume_on_a_changed_dataset_is_refused(tiny_sd15, dataset_dir, tmp_path):
+    cfg = _config(tiny_sd15, steps=2, checkpoint_every=1)
+    train_sd_lora(cfg, dataset_dir, tmp_path / "run", show_progress=False)
+    caption = next((dataset_dir / "images").glob("*.txt"))
+    caption.write_text(caption.read_text() + " edited", encoding="utf-8")
+    with pytest.raises(ConfigError, match="changed since checkpoint"):
+        train_sd_lora(_config(tiny_sd15, steps=3, checkpoint_every=1), dataset_dir, tmp_path / "run",
+                      resume=True, show_progress=False)

@@ -5,7 +5,8 @@ Layout of one checkpoint, ``OUT_DIR/checkpoints/step_000050/``::
     adapter.safetensors   trainable tensors, keys "<model>/<parameter name>" (e.g. "unet/...lora_A.weight")
     optimizer.pt          optimizer.state_dict()
     lr_scheduler.pt       lr_scheduler.state_dict()
-    rng.pt                the training noise generator and the global torch/python/numpy RNG states
+    rng.pt                per process: the training noise generator and the global torch/python/numpy
+                          RNG states ({"per_process": [...]}); with fp16 also the loss scaler state
     state.json            {"step": 50, ...extra}; written last, so its presence marks a complete checkpoint
 
 A checkpoint is written into a hidden temp directory beside its final place and renamed into place,

@@ -26,7 +26,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
-from fitad.fsutil import atomic_file, atomic_write_json
+from fitad.fsutil import atomic_file, atomic_write_json, atomic_write_text
 from fitad.config import ConfigError, to_dict
 from fitad.train import adapters, checkpoint as ckpt
 from fitad.train.config import LoraTrainConfig
@@ -112,9 +112,7 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
         return
     kept = [line for line in path.read_text(encoding="utf-8").splitlines()
             if line and json.loads(line).get("step", 0) <= last_step]
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _check_resume_compatible(config: LoraTrainConfig, saved: dict[str, Any], path: Path) -> None:
@@ -235,12 +233,37 @@ class _Trainer:
         return float(step_loss)
 
     # ---- checkpoints
-    def save_checkpoint(self, step: int) -> Path:
+    def rng_states(self) -> dict[str, Any]:
+        """Every process's RNG states (each draws its own noise) and the fp16 loss scaler's state.
+
+        Called on all processes: with several, the states are gathered to the main process.
+        """
+        from accelerate.utils import gather_object
+
+        own = ckpt.capture_rng(self.generator)
+        per_process = gather_object([own]) if self.accelerator.num_processes > 1 else [own]
+        state: dict[str, Any] = {"per_process": per_process}
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler is not None:  # fp16: the dynamic loss scale decides which steps are skipped
+            state["grad_scaler"] = scaler.state_dict()
+        return state
+
+    def save_checkpoint(self, step: int, rng_states: dict[str, Any]) -> Path:
         trainable = {name: adapters.trainable_parameters(self.accelerator.unwrap_model(model))
                      for name, model in self.recipe.trainable_models().items()}
+        # A finite loss vouches only for the weights before this step's update: check the weights
+        # themselves, so a diverged update never becomes the "last good checkpoint".
+        bad = next((f"{model}.{name}" for model, params in trainable.items() for name, t in params.items()
+                    if not torch.isfinite(t).all()), None)
+        if bad is not None:
+            where = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
+                     else "no checkpoint had been written yet")
+            raise TrainingDivergedError(
+                f"adapter weights became non-finite at step {step} ({bad}); training stopped, {where}. "
+                f"Lower learning_rate (now {self.config.learning_rate}) or use mixed_precision 'no'/'bf16'.")
         self.last_checkpoint = ckpt.save_checkpoint(
             self.out_dir / CHECKPOINTS, step, trainable, self.optimizer.state_dict(), self.lr_scheduler.state_dict(),
-            ckpt.capture_rng(self.generator),
+            rng_states,
             extra={"config": to_dict(self.config), "dataset_hash": self.dataset.sha256, "family": self.recipe.family},
             keep=self.config.keep_checkpoints)
         return self.last_checkpoint
@@ -259,7 +282,18 @@ class _Trainer:
                     param.copy_(saved[key].to(param.device, param.dtype))
         self.optimizer.load_state_dict(checkpoint.optimizer)
         self.lr_scheduler.load_state_dict(checkpoint.lr_scheduler)
-        ckpt.restore_rng(checkpoint.rng, self.generator)
+        per_process = checkpoint.rng["per_process"]
+        index = self.accelerator.process_index
+        if len(per_process) == self.accelerator.num_processes:
+            ckpt.restore_rng(per_process[index], self.generator)
+        else:  # another process count: exact replay is impossible, keep the streams distinct
+            log.warning("resuming %s written by %d process(es) with %d: the noise sequence will differ from "
+                        "an uninterrupted run", checkpoint.path, len(per_process), self.accelerator.num_processes)
+            ckpt.restore_rng(per_process[0], self.generator)
+            self.generator.manual_seed(self.config.seed + index + 7919 * checkpoint.step)
+        scaler = getattr(self.accelerator, "scaler", None)
+        if scaler is not None and "grad_scaler" in checkpoint.rng:
+            scaler.load_state_dict(checkpoint.rng["grad_scaler"])
         self.last_checkpoint = checkpoint.path
 
     # ---- validation
@@ -335,8 +369,9 @@ class _Trainer:
                     self.log_step(step, loss, lr, step_times[-1])
                 if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or is_last:
                     self.accelerator.wait_for_everyone()
+                    states = self.rng_states()  # a collective call: every process takes part
                     if self.is_main:
-                        self.save_checkpoint(step)
+                        self.save_checkpoint(step, states)
                 if self.is_main and cfg.validation_every and (step % cfg.validation_every == 0 or is_last):
                     self.validate(step, prompts)
                 if on_step is not None:
@@ -410,6 +445,11 @@ def train_lora(recipe: Recipe, config: LoraTrainConfig, dataset_dir: str | Path,
     checkpoint = ckpt.load_checkpoint(resume_from) if resume_from else None
     if checkpoint is not None:
         _check_resume_compatible(config, checkpoint.extra.get("config", {}), checkpoint.path)
+        saved_hash = checkpoint.extra.get("dataset_hash")
+        if saved_hash and saved_hash != dataset.sha256:
+            raise ConfigError(f"the dataset in {dataset.root} changed since checkpoint {checkpoint.path} "
+                              f"(hash {dataset.sha256[:12]} vs {saved_hash[:12]}); resuming would not continue "
+                              f"the same run: start a new output directory instead")
 
     # ---- models, caches, optimizer
     accelerator = make_accelerator(config)
