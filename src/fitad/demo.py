@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from fitad.config import SynthConfig, check_choice, check_range
+from fitad.tracking import TRACKER_KINDS
 
 
 @dataclasses.dataclass
@@ -35,7 +36,7 @@ class DemoConfig:
         check_range("demo", "resolution", self.resolution, lo=64, hi=1024)
         check_range("demo", "steps", self.steps, lo=1)
         check_range("demo", "rank", self.rank, lo=1, hi=1024)
-        check_choice("demo", "tracker", self.tracker, ("mlflow", "disk", "none"))
+        check_choice("demo", "tracker", self.tracker, TRACKER_KINDS)
 
 
 def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
@@ -88,11 +89,9 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
                              steps=cfg.steps, batch_size=2, learning_rate=1e-3, checkpoint_every=10,
                              validation_every=cfg.steps, validation_inference_steps=4, seed=cfg.seed,
                              trigger=cfg.trigger)
-    tracker = make_tracker(cfg.tracker, root=out / "tracking", experiment="fitad-demo", run_name="demo")
-    try:
+    tracker = make_tracker(cfg.tracker, root=out / "tracking", fresh=True, experiment="fitad-demo", run_name="demo")
+    with tracker:  # closes the run as FAILED if training raises
         result = train_sd_lora(train_cfg, dataset, out / "train", tracker, show_progress=True)
-    finally:
-        tracker.close()
     step("LoRA training", started, steps=result.steps, final_loss=round(result.final_loss or float("nan"), 4),
          steps_per_s=round(result.steps_per_s, 2), adapter=str(result.adapter_dir), tracker=cfg.tracker)
 

@@ -66,3 +66,17 @@ def test_make_tracker_choices(tmp_path):
         make_tracker("disk")
     with pytest.raises(ValueError, match="unknown tracker 'wandb'"):
         make_tracker("wandb")
+
+
+def test_fresh_disk_tracker_forgets_an_earlier_run(tmp_path):
+    old = make_tracker("disk", root=tmp_path)
+    old.log_params({"rank": 8, "only_in_old_run": 1})
+    old.log_metrics({"loss": 1.0}, step=1)
+    new = make_tracker("disk", root=tmp_path, fresh=True)
+    new.log_params({"rank": 4})
+    new.log_metrics({"loss": 0.5}, step=1)
+    assert json.loads((tmp_path / "params.json").read_text()) == {"rank": "4"}
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 1
+    continued = make_tracker("disk", root=tmp_path)  # a resumed run keeps what is there
+    continued.log_metrics({"loss": 0.4}, step=2)
+    assert (tmp_path / "metrics.jsonl").read_text().count("\n") == 2

@@ -71,7 +71,7 @@ def train_command(dataset_dir: Path, out_dir: Path, family: str, base_model: str
 
     if int(os.environ.get("RANK", "0")) != 0:
         tracker = "none"  # under `accelerate launch` only the main process reports
-    run = make_tracker(tracker, root=out_dir / "tracking", experiment=experiment,
+    run = make_tracker(tracker, root=out_dir / "tracking", fresh=not resume, experiment=experiment,
                        run_name=run_name or out_dir.name, tags={"fitad.stage": "train", "fitad.family": family})
     try:
         with run:

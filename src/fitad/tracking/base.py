@@ -93,8 +93,11 @@ class NullTracker(_Base):
 class DiskTracker(_Base):
     """Plain files under ``root``: ``params.json``, ``metrics.jsonl``, ``images/``, ``artifacts/``, ``status``."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, fresh: bool = False) -> None:
+        """``fresh`` clears what an earlier run left in ``root``; otherwise the run is continued there."""
         self.root = Path(root)
+        if fresh and self.root.exists():
+            shutil.rmtree(self.root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.run_id = str(self.root)
         self._params: dict[str, str] = {}
@@ -142,7 +145,7 @@ class DiskTracker(_Base):
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def make_tracker(kind: str, *, root: str | os.PathLike | None = None, experiment: str = "fitad",
+def make_tracker(kind: str, *, root: str | os.PathLike | None = None, fresh: bool = False, experiment: str = "fitad",
                  run_name: str | None = None, tracking_uri: str | None = None,
                  tags: Mapping[str, str] | None = None) -> Tracker:
     """Build the tracker named by ``kind``: ``mlflow``, ``disk`` (needs ``root``) or ``none``."""
@@ -151,7 +154,7 @@ def make_tracker(kind: str, *, root: str | os.PathLike | None = None, experiment
     if kind == "disk":
         if root is None:
             raise ValueError("the disk tracker needs a directory (root=...)")
-        return DiskTracker(root)
+        return DiskTracker(root, fresh=fresh)
     if kind == "mlflow":
         from fitad.tracking.mlflow_tracker import MlflowTracker
 

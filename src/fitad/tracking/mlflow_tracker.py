@@ -94,9 +94,6 @@ class MlflowTracker(_Base):
         else:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, str(value))
 
     def close(self, status: str = "FINISHED") -> None:
         if not self._closed:

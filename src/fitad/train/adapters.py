@@ -19,11 +19,9 @@ import torch
 
 from fitad.fsutil import atomic_dir, atomic_write_json
 from fitad.config import ConfigError
+from fitad.lora.export import INFO_FILE as MANIFEST, PEFT_DIR as PEFT_SUBDIR, WEIGHTS_FILE as LORA_WEIGHTS
 from fitad.train.config import LoraTrainConfig
 
-LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
-PEFT_SUBDIR = "peft"
-MANIFEST = "fitad_lora.json"
 
 
 def adapter_config(config: LoraTrainConfig, target_modules: list[str]):

@@ -67,16 +67,12 @@ def resolve_base_model(name_or_path: str) -> str:
             raise ModelNotFoundError(f"base model {str(path)!r} is not a diffusers pipeline directory "
                                      f"(no model_index.json); save it with save_pretrained first")
         return resolved
-    if hub_offline():
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(resolved, "model_index.json")
-        if not isinstance(cached, str):
-            raise ModelNotFoundError(
-                f"base model {resolved!r} is not a local directory and is not in the Hugging Face cache, "
-                f"and the hub is offline (HF_HUB_OFFLINE=1): download it on a connected machine "
-                f"(hf download {resolved}) or set base_model to a local diffusers directory or a tiny "
-                f"model such as 'tiny-sd15'")
+    if hub_offline() and _model_index(resolved) is None:
+        raise ModelNotFoundError(
+            f"base model {resolved!r} is not a local directory and is not in the Hugging Face cache, "
+            f"and the hub is offline (HF_HUB_OFFLINE=1): download it on a connected machine "
+            f"(hf download {resolved}) or set base_model to a local diffusers directory or a tiny "
+            f"model such as 'tiny-sd15'")
     return resolved
 
 
