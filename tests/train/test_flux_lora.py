@@ -88,3 +88,33 @@ def test_quantized_base_is_refused_on_cpu_before_loading(tiny_flux, dataset_dir,
     monkeypatch.setattr(FluxRecipe, "load", lambda *a: pytest.fail("model loaded"))
     with pytest.raises(ConfigError, match=r"train_flux\.quantize_base = 'nf4'"):
         train_flux_lora(_config(tiny_flux, quantize_base="nf4"), dataset_dir, tmp_path, show_progress=False)
+
+
+def test_offloaded_encoders_visit_the_device_once_per_caching_pass():
+    # Offloading moves the frozen encoders to the device for each use; inside encoding() a loop of
+    # encode calls must not move them back and forth per call (T5-XXL is ~9.5 GB).
+    recipe = FluxRecipe.__new__(FluxRecipe)
+    recipe.device, recipe._encoder_home, recipe._visiting = torch.device("cpu", 0), torch.device("cpu"), set()
+    moves = []
+
+    class Encoder(torch.nn.Linear):
+        def to(self, *args, **kwargs):
+            moves.append((self.tag, str(args[0])))
+            return self
+
+    vae, te, te2 = Encoder(2, 2), Encoder(2, 2), Encoder(2, 2)
+    vae.tag, te.tag, te2.tag = "vae", "te", "te2"
+    recipe.vae = vae
+    recipe.pipe = type("Pipe", (), {"text_encoder": te, "text_encoder_2": te2})()
+    with recipe.encoding():
+        for _ in range(3):
+            with recipe._on_device(recipe.vae):
+                pass
+            with recipe._on_device(te, te2):
+                pass
+    assert sorted(moves) == sorted([(m, "cpu:0") for m in ("vae", "te", "te2")] +
+                                   [(m, "cpu") for m in ("vae", "te", "te2")])
+    moves.clear()
+    with recipe._on_device(te):  # outside encoding(): one visit per use
+        pass
+    assert moves == [("te", "cpu:0"), ("te", "cpu")]

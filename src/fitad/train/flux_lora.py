@@ -86,23 +86,34 @@ class FluxRecipe:
         self._encoder_home = torch.device("cpu") if cfg.offload_encoders else self.device
         for module in (self.pipe.text_encoder, self.pipe.text_encoder_2, self.vae):
             module.to(self._encoder_home)
+        self._visiting: set[int] = set()  # ids of modules an enclosing _on_device already moved
         self._transformer = self.transformer
 
     @contextlib.contextmanager
     def _on_device(self, *modules: torch.nn.Module) -> Iterator[None]:
-        """Run with ``modules`` on the training device, then send them back home (offloading)."""
+        """Run with ``modules`` on the training device, then send them back home (offloading).
+
+        Nests: modules an enclosing call already brought over stay until that call ends, so a loop
+        of encode calls inside :meth:`encoding` moves the encoders once, not once per call.
+        """
         if self._encoder_home == self.device:
             yield
             return
-        for module in modules:
+        moving = [m for m in modules if id(m) not in self._visiting]
+        for module in moving:
             module.to(self.device)
+            self._visiting.add(id(module))
         try:
             yield
         finally:
-            for module in modules:
+            for module in moving:
                 module.to(self._encoder_home)
-            if self.device.type == "cuda":
+                self._visiting.discard(id(module))
+            if moving and self.device.type == "cuda":
                 torch.cuda.empty_cache()
+
+    def encoding(self) -> contextlib.AbstractContextManager:
+        return self._on_device(self.vae, self.pipe.text_encoder, self.pipe.text_encoder_2)
 
     def trainable_models(self) -> dict[str, torch.nn.Module]:
         return {"transformer": self.transformer}

@@ -15,6 +15,7 @@ Latents are encoded with the VAE posterior *mean*, so cached and uncached runs s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -68,6 +69,9 @@ class Recipe(Protocol):
 
     def set_prepared(self, models: dict[str, torch.nn.Module]) -> None:
         """Use these accelerate-prepared models for the forward passes."""
+
+    def encoding(self) -> contextlib.AbstractContextManager:
+        """Context in which many encode_* calls run (FLUX keeps offloaded encoders on the device)."""
 
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         """Pixels in [-1, 1] (B, 3, H, W) → normalized latents (no grad)."""
@@ -156,6 +160,11 @@ class _Trainer:
     def cache(self, validation_prompts: list[str]) -> float:
         """Encode every image (and flip) and every caption once; returns the seconds it took."""
         start = time.perf_counter()
+        with self.recipe.encoding():
+            self._fill_caches(validation_prompts)
+        return time.perf_counter() - start
+
+    def _fill_caches(self, validation_prompts: list[str]) -> None:
         cfg = self.config
         if cfg.cache_latents:
             flips = (False, True) if cfg.random_flip else (False,)
@@ -167,7 +176,6 @@ class _Trainer:
             captions = {ex.caption for ex in self.dataset.examples} | {""} | set(validation_prompts)
             for caption in sorted(captions):
                 self.text_cache[caption] = self.recipe.encode_text([caption])
-        return time.perf_counter() - start
 
     def batch(self, indices: list[int]) -> tuple[torch.Tensor, Cond]:
         cfg, generator = self.config, self.generator

@@ -8,6 +8,7 @@ and offset noise; the loop, caching, checkpoints and outputs are the shared ones
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,9 @@ class SDRecipe:
         self._text_encoder = models.get("text_encoder", self.text_encoder)
 
     # ---- encoders
+    def encoding(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()  # the SD encoders stay on the device
+
     @torch.no_grad()
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         posterior = self.vae.encode(pixels.to(self.device, self.vae.dtype)).latent_dist
