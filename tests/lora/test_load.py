@@ -112,3 +112,15 @@ def test_read_lora_meta_without_trigger(make_adapter, tmp_path):
     meta = read_lora_meta(export_kohya(adapter.lora_dir, tmp_path / "f.safetensors"))
     assert meta.trigger is None and meta.family == "flux"
     assert json.loads((adapter.lora_dir / "fitad_lora.json").read_text())["trigger"] is None
+
+
+def test_truncated_lora_file_is_named(tmp_path):
+    from safetensors.torch import save_file
+
+    good = tmp_path / "good.safetensors"
+    save_file({"lora_unet_x.lora_down.weight": torch.zeros(4, 8), "lora_unet_x.lora_up.weight": torch.zeros(8, 4)},
+              str(good))
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(good.read_bytes()[:-40])  # header intact, tensor data missing
+    with pytest.raises(LoraLoadError, match="cut.safetensors"):
+        read_lora_meta(cut)

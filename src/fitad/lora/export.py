@@ -186,8 +186,11 @@ def read_lora_info(lora_dir: str | os.PathLike) -> LoraInfo | None:
     return LoraInfo(**data)
 
 
-def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"], dict[str, str]]:
-    """Tensors and header metadata of a safetensors file; unreadable or corrupt files raise ExportError."""
+def load_safetensors(path: str | os.PathLike, keys_only: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
+    """Tensors and header metadata of a safetensors file; unreadable or corrupt files raise ExportError.
+
+    ``keys_only`` reads just the header: the dict maps each key to None (no tensor is loaded).
+    """
     from safetensors import safe_open
 
     path = Path(path)
@@ -196,7 +199,7 @@ def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"]
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = dict(handle.metadata() or {})
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            tensors = {key: None if keys_only else handle.get_tensor(key) for key in handle.keys()}
     except Exception as exc:  # safetensors raises several types for truncated/garbled files
         raise ExportError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
     return tensors, metadata

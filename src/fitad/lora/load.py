@@ -108,8 +108,8 @@ def _read_lora_meta(path: Path) -> LoraMeta:
         raise LoraLoadError(f"{path}: no such LoRA file or directory")
     if path.suffix != ".safetensors":
         raise LoraLoadError(f"{path}: expected a .safetensors file or a LoRA directory")
-    tensors, header = load_safetensors(path)
-    keys = list(tensors)
+    keys_only, header = load_safetensors(path, keys_only=True)
+    keys = list(keys_only)
     family = header.get("fitad_family") or _FAMILY_FROM_BASE_VERSION.get(header.get("ss_base_model_version", ""))
     family = family if family in FAMILIES else _family_from_keys(keys)
     if "fitad_format" in header:
@@ -263,10 +263,11 @@ def _load_kohya_per_module_alpha(pipe: Any, tensors: Mapping[str, Any], adapter_
 
 def _load_native(pipe: Any, family: str, weights: Path, adapter_name: str) -> None:
     """A diffusers-native file: ``pipe.load_lora_weights``, or its two steps with text-encoder DoRA keys fixed."""
-    tensors, header = load_safetensors(weights)
-    if not has_text_encoder_dora(tensors):
+    keys_only, _ = load_safetensors(weights, keys_only=True)
+    if not has_text_encoder_dora(keys_only):  # the usual case: diffusers reads the file itself
         pipe.load_lora_weights(str(weights), adapter_name=adapter_name)
         return
+    tensors, header = load_safetensors(weights)
     state = fix_text_encoder_dora_keys(tensors)
     metadata = json.loads(header[ADAPTER_METADATA_KEY]) if header.get(ADAPTER_METADATA_KEY) else None
     denoiser = DENOISER[family]
@@ -299,16 +300,18 @@ def load_lora_into_pipeline(pipe: Any, path_or_dir: str | os.PathLike, scale: fl
                 _load_lokr_dir(pipe, family, path, adapter_name)
             else:
                 _load_native(pipe, family, path / WEIGHTS_FILE, adapter_name)
-        else:
-            tensors, _ = load_safetensors(path)
-            if any(".lokr_" in k for k in tensors):
+        elif meta.adapter_type == "lokr" or (family == "sd15" and meta.format == "kohya"):
+            tensors, _ = load_safetensors(path)  # these paths need the tensors themselves
+            if meta.adapter_type == "lokr":
                 _load_lokr_file(pipe, family, tensors, adapter_name, path)
-            elif family == "sd15" and meta.format == "kohya" and _kohya_alphas_differ(tensors):
+            elif _kohya_alphas_differ(tensors):
                 _load_kohya_per_module_alpha(pipe, tensors, adapter_name, path)
-            elif meta.format == "diffusers":
-                _load_native(pipe, family, path, adapter_name)
             else:
                 pipe.load_lora_weights(str(path), adapter_name=adapter_name)
+        elif meta.format == "diffusers":
+            _load_native(pipe, family, path, adapter_name)
+        else:
+            pipe.load_lora_weights(str(path), adapter_name=adapter_name)
     except LoraLoadError:
         raise
     except ExportError as exc:
