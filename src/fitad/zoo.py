@@ -294,3 +294,52 @@ def describe_missing_model(name_or_path: str, exc: Exception) -> str:
             "and point the config at its local directory, or use a tiny model (" + ", ".join(TINY_NAMES) + ")."
             if hub_offline() else "")
     return f"could not load model {name_or_path!r}: {type(exc).__name__}: {exc}.{hint}"
+
+
+# ---------------------------------------------------------------- adapters
+
+SD_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+FLUX_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
+
+
+def build_tiny_lora(out_dir: str | os.PathLike, *, family: str = "sd15", rank: int = 4,
+                    alpha: float | None = None, seed: int = 0, targets: tuple[str, ...] | None = None,
+                    trigger: str = "sks", root: str | os.PathLike | None = None) -> Path:
+    """Write a LORA_DIR (the layout training writes) with random, non-zero weights for a tiny base.
+
+    For tests and benchmarks that need adapters without training one: ``lora_B`` is random too (training
+    starts it at zero), so the adapter visibly changes what the base renders. Different seeds give
+    different adapters of the same shape.
+    """
+    import torch
+    from diffusers import FluxPipeline, StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    if family not in ("sd15", "flux"):
+        raise ValueError(f"family must be 'sd15' or 'flux', got {family!r}")
+    base = "tiny-sd15" if family == "sd15" else "tiny-flux"
+    denoiser_name = "unet" if family == "sd15" else "transformer"
+    base_dir = ensure_tiny(base, root)
+    subfolder_cls = StableDiffusionPipeline if family == "sd15" else FluxPipeline
+    if family == "sd15":
+        from diffusers import UNet2DConditionModel as Denoiser
+    else:
+        from diffusers import FluxTransformer2DModel as Denoiser
+    denoiser = Denoiser.from_pretrained(base_dir, subfolder=denoiser_name)
+    targets = tuple(targets or (SD_LORA_TARGETS if family == "sd15" else FLUX_LORA_TARGETS))
+    alpha = float(rank if alpha is None else alpha)
+    torch.manual_seed(seed)
+    config = LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(targets), init_lora_weights=False)
+    denoiser.add_adapter(config)
+    state = {k: v.detach().contiguous() for k, v in get_peft_model_state_dict(denoiser).items()}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    subfolder_cls.save_lora_weights(str(out), **{f"{denoiser_name}_lora_layers": state,
+                                                 f"{denoiser_name}_lora_adapter_metadata": config.to_dict()})
+    info = {"family": family, "base_model": base, "adapter_type": "lora", "rank": rank, "alpha": alpha,
+            "target_modules": list(targets), "text_encoder_lora": False, "trigger": trigger,
+            "resolution": 64, "steps": 0, "dataset_hash": f"random-seed-{seed}",
+            "prediction_type": "epsilon" if family == "sd15" else "flow_matching"}
+    (out / "fitad_lora.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    return out

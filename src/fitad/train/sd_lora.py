@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from fitad.config import ConfigError
+from fitad.generate.clip import clip_hidden_states
 from fitad.train import adapters
 from fitad.train.config import TEXT_ENCODER_TARGET_MODULES, SDLoraConfig
 from fitad.train.losses import compute_snr, diffusion_target, min_snr_weights, offset_noise, weighted_mse
@@ -113,15 +114,9 @@ class SDRecipe:
             return {"encoder_hidden_states": self._clip_embed(ids)}
 
     def _clip_embed(self, ids: torch.Tensor) -> torch.Tensor:
-        """CLIP hidden states with A1111-style clip skip (1 = last layer, 2 = penultimate + final norm)."""
-        clip_skip = self.config.clip_skip
-        if clip_skip == 1:
-            return self._text_encoder(ids)[0]
-        hidden = self._text_encoder(ids, output_hidden_states=True).hidden_states[-clip_skip]
-        model = self.accelerator.unwrap_model(self._text_encoder)
-        # transformers v5 flattened CLIPTextModel; v4 keeps the layers under .text_model
-        final_norm = getattr(model, "text_model", model).final_layer_norm
-        return final_norm(hidden)
+        """CLIP hidden states with A1111-style clip skip (the same function generation uses)."""
+        return clip_hidden_states(self._text_encoder, ids, self.config.clip_skip,
+                                  norm_owner=self.accelerator.unwrap_model(self._text_encoder))
 
     # ---- loss
     def loss(self, latents: torch.Tensor, cond: Cond, generator: torch.Generator) -> torch.Tensor:

@@ -1,0 +1,351 @@
+"""LoRA adapters for a warm pipeline: where they come from, a CPU-side LRU, a bounded resident set, hot swap.
+
+An adapter reference is a training output directory (``LORA_DIR``), an exported ``.safetensors`` (kohya/WebUI
+or diffusers form) or an MLflow model URI (``models:/NAME@approved``, ``models:/NAME/3``, ``runs:/ID/path``).
+
+The first time the pool sees an adapter it loads it with :func:`fitad.lora.load.load_lora_into_pipeline` (the
+loader checked against ComfyUI, kohya, A1111 and diffusers) and reads back the canonical PEFT state of every
+layer, with each module's ``alpha / rank`` folded into ``lora_A``. That state dict stays in CPU memory (LRU of
+``cached_adapters``), so a later use never reads or converts the file again. Folding the scale matters for hot
+swap: after an in-place swap PEFT keeps the *first* adapter's ``alpha / rank`` when ``set_adapters`` applies a
+per-request weight, which would silently mis-scale every later adapter with a different ratio.
+
+* **Hot swap** (``RenderConfig.hotswap``): a LoRA that touches only the UNet/transformer is swapped *into one
+  slot in place* (diffusers ``hotswap=True``, the slot padded to ``hotswap_max_rank`` by
+  ``enable_lora_hotswap``), when its target modules are those of the slot. No module is created or freed.
+* **Resident set**: every other adapter (text-encoder LoRA, DoRA, other targets, larger rank, LoKr) is loaded
+  under its own name; at most ``resident_adapters`` stay loaded, the least recently used is deleted.
+
+The base pipeline is never reloaded. Callers serialise access (the pipeline is not thread-safe).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fitad.generate.config import RenderConfig
+from fitad.lora.export import DENOISER, INFO_FILE, WEIGHTS_FILE, fix_text_encoder_dora_keys
+from fitad.lora.load import LoraLoadError, LoraMeta, load_lora_into_pipeline, read_lora_meta
+
+HOT_SLOT = "hot"
+_MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
+
+
+@dataclasses.dataclass
+class AdapterSource:
+    """A resolved adapter reference."""
+
+    ref: str                    # what the caller asked for
+    path: Path                  # local directory or file
+    key: str                    # cache identity: changes when the file or the registry version changes
+    meta: LoraMeta
+    registry: dict[str, str] | None = None   # {"name", "version", "alias"} for MLflow model URIs
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"ref": self.ref, "path": str(self.path), "format": self.meta.format,
+                               "family": self.meta.family, "adapter_type": self.meta.adapter_type,
+                               "rank": self.meta.rank, "trigger": self.meta.trigger,
+                               "base_model": self.meta.base_model}
+        if self.registry:
+            out["registry"] = dict(self.registry)
+        return out
+
+
+@dataclasses.dataclass
+class CachedAdapter:
+    """An adapter's canonical state on the CPU: per component, the PEFT state dict and its LoraConfig."""
+
+    components: dict[str, tuple[dict[str, torch.Tensor], dict[str, Any]]]
+    module_keys: frozenset[str]       # "component.module_path" of every adapted layer
+    max_rank: int
+    use_dora: bool
+    nbytes: int
+
+    @property
+    def denoiser_only(self) -> bool:
+        return set(self.components) <= {"unet", "transformer"}
+
+
+# ---------------------------------------------------------------- references
+
+def _find_adapter(root: Path) -> Path:
+    """The adapter inside a downloaded model folder: a LORA_DIR, else a single adapter ``.safetensors``."""
+    if root.is_file():
+        return root
+    for marker in (INFO_FILE, WEIGHTS_FILE):
+        hits = sorted(root.rglob(marker), key=lambda p: (len(p.parts), str(p)))
+        if hits:
+            return hits[0].parent
+    files = sorted(root.rglob("*.safetensors"))
+    if len(files) == 1:
+        return files[0]
+    raise LoraLoadError(f"{root}: no LoRA found in the downloaded model (looked for {INFO_FILE}, {WEIGHTS_FILE} "
+                        f"or a single .safetensors; found {len(files)} .safetensors files)")
+
+
+def _file_key(path: Path) -> str:
+    """Identity of a local adapter: its path plus size and mtime of every file, so an edited file is reloaded."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha1(str(path.resolve()).encode())
+    for f in files:
+        st = f.stat()
+        digest.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return "file:" + digest.hexdigest()[:16]
+
+
+def _resolve_mlflow(ref: str, cache_dir: Path) -> tuple[Path, str, dict[str, str]]:
+    try:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+    except ImportError:  # pragma: no cover - mlflow is in the default extras
+        raise LoraLoadError(f"{ref}: MLflow model URIs need mlflow (pip install 'fitad[track]')") from None
+    registry: dict[str, str] = {}
+    uri = ref
+    match = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/([^/]+))", ref)
+    try:
+        if match:
+            name, alias, version = match.groups()
+            client = mlflow.MlflowClient()
+            if alias:
+                version = client.get_model_version_by_alias(name, alias).version
+            registry = {"name": name, "version": str(version), "alias": alias or ""}
+            uri = f"models:/{name}/{version}"
+        elif ref.startswith("models:/"):
+            raise LoraLoadError(f"{ref}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+        target = cache_dir / hashlib.sha1(uri.encode()).hexdigest()[:16]
+        if not (target / ".complete").is_file():
+            target.mkdir(parents=True, exist_ok=True)
+            mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target))
+            (target / ".complete").write_text(uri, encoding="utf-8")
+    except MlflowException as exc:
+        raise LoraLoadError(f"{ref}: {exc.message}") from None
+    key = f"mlflow:{uri}" if registry else _file_key(target)
+    return _find_adapter(target), key, registry
+
+
+def resolve_adapter(ref: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> AdapterSource:
+    """Turn a LoRA reference into a local path with a cache key; raises LoraLoadError naming the reference."""
+    text = str(ref)
+    registry = None
+    if text.startswith(_MLFLOW_SCHEMES):
+        from fitad.zoo import fitad_home
+
+        path, key, registry = _resolve_mlflow(text, Path(cache_dir or fitad_home() / "adapters"))
+    else:
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise LoraLoadError(f"{text}: no such LoRA file or directory")
+        key = _file_key(path)
+    return AdapterSource(ref=text, path=path, key=key, meta=read_lora_meta(path), registry=registry or None)
+
+
+# ---------------------------------------------------------------- canonical state
+
+def _lora_layers(model: torch.nn.Module, adapter: str):
+    for path, module in model.named_modules():
+        lora_a = getattr(module, "lora_A", None)
+        if isinstance(lora_a, torch.nn.ModuleDict) and adapter in lora_a:
+            yield path, module
+
+
+def extract_adapter(pipe: Any, adapter: str, components: tuple[str, ...]) -> CachedAdapter | None:
+    """Read ``adapter`` back from the pipeline's PEFT layers, scale folded into ``lora_A``; None for LoKr."""
+    out: dict[str, tuple[dict[str, torch.Tensor], dict[str, Any]]] = {}
+    keys: set[str] = set()
+    max_rank, nbytes, any_dora = 0, 0, False
+    for component in components:
+        model = getattr(pipe, component, None)
+        if model is None or adapter not in (getattr(model, "peft_config", None) or {}):
+            continue
+        config = model.peft_config[adapter]
+        if type(config).__name__ != "LoraConfig":
+            return None  # LoKr and friends: reloaded from their file instead
+        state: dict[str, torch.Tensor] = {}
+        ranks: dict[str, int] = {}
+        use_dora = bool(getattr(config, "use_dora", False))
+        for path, module in _lora_layers(model, adapter):
+            scaling = float(module.scaling[adapter])
+            weight_a = module.lora_A[adapter].weight.detach()
+            # scaling = weight * alpha / r; the pool loads with weight 1, so this is alpha / r
+            state[f"{component}.{path}.lora_A.weight"] = (weight_a.float() * scaling).to(weight_a.dtype).cpu().clone()
+            state[f"{component}.{path}.lora_B.weight"] = module.lora_B[adapter].weight.detach().cpu().clone()
+            if use_dora:
+                magnitude = module.lora_magnitude_vector[adapter].weight.detach().cpu().clone()
+                state[f"{component}.{path}.lora_magnitude_vector"] = magnitude
+            ranks[path] = int(weight_a.shape[0])
+            keys.add(f"{component}.{path}")
+        if not state:
+            continue
+        common = collections.Counter(ranks.values()).most_common(1)[0][0]
+        odd = {p: r for p, r in ranks.items() if r != common}
+        # alpha = rank everywhere: the scale now lives in lora_A, so PEFT's own scaling is exactly the weight
+        lora_config = {"r": common, "lora_alpha": common, "rank_pattern": odd, "alpha_pattern": dict(odd),
+                       "target_modules": sorted(ranks), "use_dora": use_dora, "lora_dropout": 0.0,
+                       "bias": "none", "init_lora_weights": True}
+        if component == "text_encoder":
+            state = fix_text_encoder_dora_keys(state)
+        out[component] = (state, lora_config)
+        max_rank = max(max_rank, *ranks.values())
+        nbytes += sum(t.numel() * t.element_size() for t in state.values())
+        any_dora = any_dora or use_dora
+    if not out:
+        return None
+    return CachedAdapter(components=out, module_keys=frozenset(keys), max_rank=max_rank, use_dora=any_dora,
+                         nbytes=nbytes)
+
+
+def load_cached(pipe: Any, cached: CachedAdapter, adapter: str, *, hotswap: bool = False) -> None:
+    """Load a cached adapter into ``pipe`` under ``adapter`` (in place into an existing one with ``hotswap``)."""
+    for component, (state, config) in cached.components.items():
+        config = {f"{component}.{k}": v for k, v in config.items()}  # diffusers keeps the keys of its prefix
+        if component == "text_encoder":
+            pipe.load_lora_into_text_encoder(dict(state), network_alphas=None, text_encoder=pipe.text_encoder,
+                                             prefix="text_encoder", lora_scale=1.0, adapter_name=adapter,
+                                             metadata=config, _pipeline=pipe)
+        elif component == "unet":
+            pipe.load_lora_into_unet(dict(state), network_alphas=None, unet=pipe.unet, adapter_name=adapter,
+                                     metadata=config, _pipeline=pipe, hotswap=hotswap)
+        else:
+            pipe.load_lora_into_transformer(dict(state), network_alphas=None, transformer=pipe.transformer,
+                                            adapter_name=adapter, metadata=config, _pipeline=pipe,
+                                            hotswap=hotswap)
+
+
+# ---------------------------------------------------------------- the pool
+
+@dataclasses.dataclass
+class Activation:
+    """How the requested adapter was made active (goes into the render metadata)."""
+
+    adapter: str         # adapter name inside the pipeline
+    how: str             # "hotswap" | "hot-slot" | "resident" | "loaded" | "from-cpu-cache"
+    seconds: float
+    evicted: list[str]
+
+
+class AdapterPool:
+    """Adapters of one pipeline: CPU LRU of canonical state dicts, hot slot, bounded resident set."""
+
+    def __init__(self, pipe: Any, family: str, config: RenderConfig) -> None:
+        self.pipe = pipe
+        self.family = family
+        self.config = config
+        self.components = (DENOISER[family], "text_encoder")
+        self.cpu: collections.OrderedDict[str, CachedAdapter] = collections.OrderedDict()
+        self.resident: collections.OrderedDict[str, str] = collections.OrderedDict()  # key -> adapter name
+        self.hot_key: str | None = None
+        self.hot_modules: frozenset[str] | None = None
+        self._counter = 0
+        self.stats = collections.Counter()
+
+    # -- queries
+    def loaded_adapters(self) -> list[str]:
+        """Adapter names currently loaded in any pipeline component."""
+        names: set[str] = set()
+        for component in self.components:
+            model = getattr(self.pipe, component, None)
+            names.update((getattr(model, "peft_config", None) or {}).keys())
+        return sorted(names)
+
+    def cpu_bytes(self) -> int:
+        return sum(c.nbytes for c in self.cpu.values())
+
+    # -- activation
+    def activate(self, source: AdapterSource, scale: float = 1.0) -> Activation:
+        """Make ``source`` the only active adapter, weighted by ``scale``."""
+        started = time.perf_counter()
+        evicted: list[str] = []
+        if source.key == self.hot_key:
+            name, how = HOT_SLOT, "hot-slot"
+        elif source.key in self.resident:
+            self.resident.move_to_end(source.key)
+            name, how = self.resident[source.key], "resident"
+        else:
+            cached = self.cpu.get(source.key)
+            if cached is None:
+                name, how, cached = self._first_load(source)
+            else:
+                self.cpu.move_to_end(source.key)
+                how = "from-cpu-cache"
+                name = None
+            if cached is not None and self._hot_fits(cached):
+                if name is not None:  # read through the verified loader: move it into the hot slot
+                    self.pipe.delete_adapters(name)
+                how = self._load_hot(source.key, cached)
+                name = HOT_SLOT
+            elif name is None:
+                name = self._new_name()
+                load_cached(self.pipe, cached, name)
+                self.resident[source.key] = name
+            else:
+                self.resident[source.key] = name
+            evicted = self._evict()
+        self.pipe.enable_lora()
+        self.pipe.set_adapters([name], adapter_weights=[float(scale)])
+        self.stats[how] += 1
+        return Activation(adapter=name, how=how, seconds=time.perf_counter() - started, evicted=evicted)
+
+    def deactivate(self) -> None:
+        """Render the base model alone (adapters stay loaded)."""
+        if self.loaded_adapters():
+            self.pipe.disable_lora()
+
+    def clear(self) -> None:
+        """Unload every adapter and drop the CPU cache."""
+        for name in self.loaded_adapters():
+            self.pipe.delete_adapters(name)
+        self.resident.clear()
+        self.cpu.clear()
+        self.hot_key = self.hot_modules = None
+
+    # -- internals
+    def _new_name(self) -> str:
+        self._counter += 1
+        return f"lora{self._counter}"
+
+    def _first_load(self, source: AdapterSource) -> tuple[str, str, CachedAdapter | None]:
+        name = self._new_name()
+        load_lora_into_pipeline(self.pipe, source.path, 1.0, adapter_name=name)
+        cached = extract_adapter(self.pipe, name, self.components)
+        if cached is not None:
+            self.cpu[source.key] = cached
+            while len(self.cpu) > self.config.cached_adapters:
+                self.cpu.popitem(last=False)
+        return name, "loaded", cached
+
+    def _hot_fits(self, cached: CachedAdapter) -> bool:
+        if not self.config.hotswap or not cached.denoiser_only or cached.use_dora:
+            return False
+        if cached.max_rank > self.config.hotswap_max_rank:
+            return False
+        return self.hot_modules is None or cached.module_keys == self.hot_modules
+
+    def _load_hot(self, key: str, cached: CachedAdapter) -> str:
+        if self.hot_modules is None:
+            # pad the slot to the largest rank it will take, so later swaps of other ranks fit in place
+            self.pipe.enable_lora_hotswap(target_rank=self.config.hotswap_max_rank, check_compiled="ignore")
+            load_cached(self.pipe, cached, HOT_SLOT)
+            self.hot_modules = cached.module_keys
+            how = "hot-slot"
+        else:
+            load_cached(self.pipe, cached, HOT_SLOT, hotswap=True)
+            how = "hotswap"
+        self.hot_key = key
+        return how
+
+    def _evict(self) -> list[str]:
+        evicted = []
+        while len(self.resident) > self.config.resident_adapters:
+            _key, name = self.resident.popitem(last=False)
+            self.pipe.delete_adapters(name)
+            evicted.append(name)
+        return evicted
