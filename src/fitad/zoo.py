@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-TINY_NAMES = ("tiny-sd15", "tiny-sd15-inpaint", "tiny-flux", "tiny-blip", "tiny-clip")
+TINY_NAMES = ("tiny-sd15", "tiny-sd15-inpaint", "tiny-flux", "tiny-blip", "tiny-clip", "tiny-controlnet")
 SEED = 0
 # Bump when a builder changes: cached models from an older recipe are rebuilt on demand.
 RECIPE_VERSION = 2
@@ -208,12 +208,28 @@ def _build_clip(out: Path) -> None:
     model.save_pretrained(out, safe_serialization=True)
 
 
+def _build_controlnet(out: Path) -> None:
+    """A ControlNet for tiny-sd15 (and its inpaint twin): the UNet's encoder half plus zero convolutions."""
+    import torch
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(SEED)
+    controlnet = ControlNetModel.from_unet(_sd_unet(4))
+    # zero convs start at zero in a fresh ControlNet, which would make it a no-op: give them small weights so
+    # tests can see the guide act
+    with torch.no_grad():
+        for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            module.weight.normal_(0.0, 0.05)
+    controlnet.save_pretrained(out, safe_serialization=True)
+
+
 _BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny-sd15": lambda out: _build_sd(out, inpaint=False),
     "tiny-sd15-inpaint": lambda out: _build_sd(out, inpaint=True),
     "tiny-flux": _build_flux,
     "tiny-blip": _build_blip,
     "tiny-clip": _build_clip,
+    "tiny-controlnet": _build_controlnet,
 }
 
 

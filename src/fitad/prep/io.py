@@ -31,6 +31,7 @@ class LoadedImage:
     source_mode: str
     source_format: str
     notes: list[str]
+    alpha: np.ndarray | None = None  # H x W uint8 when the source had transparent pixels (RGB is on white)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -62,31 +63,36 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.clip(arr.astype(np.float64) * scale + 0.5, 0, 255).astype(np.uint8)
 
 
-def _flatten_alpha(img: Image.Image, notes: list[str]) -> Image.Image:
-    """Composite a transparent image on white: cut-outs keep their subject and lose the checkerboard."""
+def _flatten_alpha(img: Image.Image, notes: list[str]) -> tuple[Image.Image, np.ndarray | None]:
+    """Composite a transparent image on white: cut-outs keep their subject and lose the checkerboard.
+
+    Returns the flattened image and the alpha channel when any pixel is transparent (ads use it as a mask).
+    """
     rgba = img.convert("RGBA")
     alpha = np.asarray(rgba)[..., 3]
-    if alpha.min() < 255:
+    transparent = alpha.min() < 255
+    if transparent:
         notes.append("transparent areas composited on white")
     background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(background, rgba).convert("RGB")
+    return Image.alpha_composite(background, rgba).convert("RGB"), (alpha.copy() if transparent else None)
 
 
-def _normalise_mode(img: Image.Image, notes: list[str]) -> np.ndarray:
+def _normalise_mode(img: Image.Image, notes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         notes.append(f"{'16-bit' if mode.startswith('I;16') else mode + '-mode'} grayscale scaled to 8-bit")
         gray = _to_uint8(np.asarray(img))
-        return np.repeat(gray[..., None], 3, axis=2)
+        return np.repeat(gray[..., None], 3, axis=2), None
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
-        return np.asarray(_flatten_alpha(img, notes))
+        flat, alpha = _flatten_alpha(img, notes)
+        return np.asarray(flat), alpha
     if mode == "CMYK":
         notes.append("CMYK converted to RGB")
     elif mode in ("L", "1", "P"):
         notes.append({"L": "grayscale", "1": "1-bit", "P": "palette"}[mode] + " converted to RGB")
     elif mode != "RGB":
         notes.append(f"{mode} converted to RGB")
-    return np.asarray(img.convert("RGB"))
+    return np.asarray(img.convert("RGB")), None
 
 
 def load_image(data: bytes, name: str = "<bytes>", *, max_pixels: int = 64_000_000,
@@ -135,11 +141,12 @@ def load_image(data: bytes, name: str = "<bytes>", *, max_pixels: int = 64_000_0
     except Exception as exc:  # broken EXIF must not cost the image
         notes.append(f"EXIF ignored ({type(exc).__name__})")
     source_mode = img.mode
-    rgb = np.ascontiguousarray(_normalise_mode(img, notes))
+    rgb, alpha = _normalise_mode(img, notes)
+    rgb = np.ascontiguousarray(rgb)
     if min(rgb.shape[:2]) < min_side:
         raise ImageLoadError(f"too small: {rgb.shape[1]}x{rgb.shape[0]} px, each side must be at least "
                              f"{min_side} px (prep.min_image_side)")
-    return LoadedImage(rgb=rgb, source_mode=source_mode, source_format=fmt, notes=notes)
+    return LoadedImage(rgb=rgb, source_mode=source_mode, source_format=fmt, notes=notes, alpha=alpha)
 
 
 def encode_png(rgb: np.ndarray) -> bytes:

@@ -198,9 +198,12 @@ class OpenCVSegmenter:
     light_level = 200        # Lab L (0..255) of a balloon's paper
     ring_px = 4              # balloon outline width removed with the balloon (downscaled px)
 
-    def __init__(self, config: PrepConfig, grabcut_iters: int = 4):
+    def __init__(self, config: PrepConfig, grabcut_iters: int = 4, content: str = "auto"):
+        if content not in ("auto", "photo"):
+            raise ValueError(f"content must be 'auto' or 'photo', got {content!r}")
         self.max_side = config.segment_max_side
         self.grabcut_iters = grabcut_iters
+        self.content = content  # photo: skip the line-art stage (product and people photos)
 
     # ------------------------------------------------------------ line art
 
@@ -292,6 +295,33 @@ class OpenCVSegmenter:
         refined = np.where(np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)), 255, 0).astype(np.uint8)
         return drop_small_components(fill_holes(refined), int(0.002 * refined.size))
 
+    def photo_mask(self, small: np.ndarray, inset: float = 0.04) -> np.ndarray:
+        """The framed subject of a photo: GrabCut from a rectangle just inside the border, holes filled.
+
+        Product shots put the subject in the frame with background around it; the border strip seeds the
+        background model, so a subject that touches the frame is cut there. Components under 15 % of the
+        largest are dropped (reflections, crumbs).
+        """
+        h, w = small.shape[:2]
+        dx, dy = max(1, int(w * inset)), max(1, int(h * inset))
+        seeds = np.zeros((h, w), np.uint8)
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        try:
+            cv2.grabCut(small, seeds, (dx, dy, w - 2 * dx, h - 2 * dy), bgd, fgd, self.grabcut_iters + 1,
+                        cv2.GC_INIT_WITH_RECT)
+        except cv2.error:  # a flat image: no colour model to fit, so no subject
+            return np.zeros((h, w), np.uint8)
+        mask = np.where(np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)), 255, 0).astype(np.uint8)
+        k = max(3, max(h, w) // 100) | 1
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        if n <= 1:
+            return mask
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        keep = np.zeros(n, bool)
+        keep[1:] = areas >= 0.15 * areas.max()
+        return fill_holes(np.where(keep[labels], 255, 0).astype(np.uint8))
+
     # ------------------------------------------------------------ entry
 
     def segment(self, rgb: np.ndarray, text_mask: np.ndarray | None = None) -> np.ndarray:
@@ -300,9 +330,12 @@ class OpenCVSegmenter:
         size = (small.shape[1], small.shape[0])
         dark = pool_any(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) < self.dark_level, size)
         text = pool_any(text_mask > 0, size) if text_mask is not None else np.zeros(dark.shape, bool)
-        mask = self.line_art_mask(small, dark, text)
-        if np.count_nonzero(mask) < 0.002 * mask.size:
-            mask = self.colour_mask(small)
+        if self.content == "photo":
+            mask = self.photo_mask(small)
+        else:
+            mask = self.line_art_mask(small, dark, text)
+            if np.count_nonzero(mask) < 0.002 * mask.size:
+                mask = self.colour_mask(small)
         if scale < 1.0:
             mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
             mask = np.where(mask >= 128, 255, 0).astype(np.uint8)
@@ -316,8 +349,11 @@ def resolve_segmenter(config: PrepConfig) -> str:
     return config.segmenter
 
 
-def make_segmenter(config: PrepConfig, threads: int | None = None) -> tuple[Segmenter, str]:
-    """The configured segmenter and a note on why (``auto`` uses rembg when its model file is present)."""
+def make_segmenter(config: PrepConfig, threads: int | None = None, content: str = "auto") -> tuple[Segmenter, str]:
+    """The configured segmenter and a note on why (``auto`` uses rembg when its model file is present).
+
+    ``content="photo"`` tells the OpenCV segmenter its inputs are photographs (ads), not line art.
+    """
     choice = config.segmenter
     if choice == "rembg":
         return RembgSegmenter(config, threads=threads), f"rembg:{config.rembg_model} (configured)"
@@ -326,4 +362,4 @@ def make_segmenter(config: PrepConfig, threads: int | None = None) -> tuple[Segm
         return seg, f"rembg:{config.rembg_model} (auto: model file in {rembg_home()})"
     why = "configured" if choice == "opencv" else \
         f"auto: no rembg model {config.rembg_model!r} in {rembg_home()}, embedded default"
-    return OpenCVSegmenter(config), f"opencv ({why})"
+    return OpenCVSegmenter(config, content=content), f"opencv{'-photo' if content == 'photo' else ''} ({why})"
