@@ -20,12 +20,23 @@ def test_demo_runs_every_stage(tmp_path, tiny_models_root, monkeypatch):
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "demo_summary.json").read_text())
     assert list(summary["steps"]) == ["tiny base model", "synthetic panels", "prep", "LoRA training",
-                                      "kohya export", "render with the exported LoRA"]
+                                      "kohya export", "render with the exported LoRA", "product ad", "person ad"]
     assert summary["steps"]["prep"]["failed"] == 0 and summary["steps"]["prep"]["images"] >= 2
     assert (out / "train" / "lora" / "fitad_lora.json").exists()
     assert (out / "sks_lora.safetensors").stat().st_size > 0
     assert (out / "sample.png").exists()
-    assert "[6/6] render with the exported LoRA" in result.output
+    assert "[6/8] render with the exported LoRA" in result.output
+    from PIL import Image
+
+    from fitad.ads.result import read_ad_metadata
+
+    for mode, size in (("product", (1080, 1350)), ("person", (1080, 1920))):
+        png = out / "ads" / f"{mode}_{'instagram_portrait' if mode == 'product' else 'instagram_story'}.png"
+        with Image.open(png) as img:
+            assert img.size == size
+        meta = read_ad_metadata(png)
+        assert meta["mode"] == mode and meta["lora"]["path"] == str(out / "sks_lora.safetensors")
+        assert summary["steps"][f"{mode} ad"]["kept_px"] > 1000
 
 
 def test_demo_config_rejects_bad_sizes():

@@ -17,12 +17,15 @@ STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def _section_configs():
+    from fitad.ads.config import AdConfig
     from fitad.config import SynthConfig
+    from fitad.generate.config import RenderConfig
     from fitad.lora.export import ExportConfig
     from fitad.prep.config import PrepConfig
     from fitad.train.config import FluxLoraConfig, SDLoraConfig
 
-    return {c.SECTION: c for c in (SynthConfig, PrepConfig, SDLoraConfig, FluxLoraConfig, ExportConfig)}
+    return {c.SECTION: c for c in (SynthConfig, PrepConfig, SDLoraConfig, FluxLoraConfig, ExportConfig,
+                                          RenderConfig, AdConfig)}
 
 
 def test_every_params_section_validates():

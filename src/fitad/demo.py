@@ -17,6 +17,9 @@ from fitad.config import SynthConfig, check_choice, check_range
 from fitad.tracking import TRACKER_KINDS
 
 
+TOTAL_STEPS = 8
+
+
 @dataclasses.dataclass
 class DemoConfig:
     """Sizes of the demo run; the defaults finish in a few minutes on 2 CPU cores."""
@@ -64,7 +67,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
     def step(name: str, started: float, **info) -> None:
         info["seconds"] = round(time.perf_counter() - started, 2)
         summary["steps"][name] = info
-        say(f"[{len(summary['steps'])}/6] {name}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+        say(f"[{len(summary['steps'])}/{TOTAL_STEPS}] {name}: " + ", ".join(f"{k}={v}" for k, v in info.items()))
 
     started = time.perf_counter()
     base_dir = zoo.resolve_model(cfg.base_model)
@@ -109,6 +112,30 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
     sample = out / "sample.png"
     image.save(sample)
     step("render with the exported LoRA", started, image=str(sample), size=f"{image.width}x{image.height}")
+
+    # Ads from real photographs (scikit-image ships them): a product ad and a person ad with the trained LoRA.
+    from skimage import data as photos
+
+    from fitad.ads.config import AdConfig
+    from fitad.ads.make import make_ad
+    from fitad.generate.config import RenderConfig
+    from fitad.generate.renderer import Renderer
+
+    renderer = Renderer(RenderConfig(base_model=cfg.base_model, inpaint_model="tiny-sd15-inpaint", steps=8))
+    ads = out / "ads"
+    for mode, photo, fmt, headline, subcopy in (
+            ("product", photos.coffee(), "instagram_portrait", "봄 한정 딸기라떼", "4월 30일까지 20% 할인"),
+            ("person", photos.astronaut(), "instagram_story", "새 시즌 헤어 스타일", "첫 방문 30% 할인")):
+        started = time.perf_counter()
+        industry = "cafe" if mode == "product" else "beauty_salon"
+        result = make_ad(mode, AdConfig(format=fmt, industry=industry, work_side=cfg.resolution), renderer,
+                         image=photo, prompt="봄 카페" if mode == "product" else "화사한 봄 코디", headline=headline,
+                         subcopy=subcopy, shop_name="봄날" + ("카페" if mode == "product" else "헤어"),
+                         seed=cfg.seed, lora=str(exported))
+        png, _json = result.save(ads / f"{mode}_{fmt}.png")
+        kept = result.metadata["kept"]["product" if mode == "product" else "faces"]
+        step(f"{mode} ad", started, image=str(png), size="x".join(map(str, result.metadata["size"])),
+             kept_px=kept["kept_pixels"], contrast=round(result.metadata["overlay"]["contrast"], 2))
 
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

@@ -18,7 +18,7 @@ import click
               help="Where the training run is logged (mlflow: the local store under mlflow/ unless "
                    "MLFLOW_TRACKING_URI is set).")
 def demo(out_dir: Path, panels: int, steps: int, tracker: str) -> None:
-    """Run synth → prep → LoRA training → kohya export → one render, offline on tiny models.
+    """Run synth → prep → LoRA training → kohya export → one render → a product ad and a person ad, offline.
 
     Nothing is downloaded: the base model is tiny-sd15 from the model zoo (random weights, the real
     architecture), so the rendered image is noise-like; the point is that every stage ran for real.
@@ -27,6 +27,9 @@ def demo(out_dir: Path, panels: int, steps: int, tracker: str) -> None:
 
     summary = run_demo(out_dir, DemoConfig(panels=panels, steps=steps, tracker=tracker), say=click.echo)
     click.echo(f"demo finished in {summary['seconds']} s; summary: {out_dir / 'demo_summary.json'}")
+    ads = [summary["steps"][name]["image"] for name in ("product ad", "person ad") if name in summary["steps"]]
+    if ads:
+        click.echo("ads (PNG + JSON with prompt, timings, copy and hashtags): " + "  ".join(ads))
 
 
 COMMANDS = [demo]

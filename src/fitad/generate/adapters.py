@@ -27,6 +27,7 @@ import hashlib
 import os
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,12 @@ class AdapterPool:
     # -- activation
     def activate(self, source: AdapterSource, scale: float = 1.0) -> Activation:
         """Make ``source`` the only active adapter, weighted by ``scale``."""
+        with warnings.catch_warnings():
+            # PEFT warns on every second adapter and on deleting the active one: both are what the pool means
+            warnings.simplefilter("ignore", UserWarning)
+            return self._activate(source, scale)
+
+    def _activate(self, source: AdapterSource, scale: float) -> Activation:
         started = time.perf_counter()
         evicted: list[str] = []
         if source.key == self.hot_key:

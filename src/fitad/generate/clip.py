@@ -38,4 +38,4 @@ def tokenize(tokenizer: Any, prompts: list[str], device: Any = "cpu") -> torch.T
 
 def count_tokens(tokenizer: Any, text: str) -> int:
     """Tokens ``text`` takes in the tokenizer's window, start/end tokens included (no truncation)."""
-    return len(tokenizer(text, truncation=False).input_ids)
+    return len(tokenizer(text, truncation=False, verbose=False).input_ids)

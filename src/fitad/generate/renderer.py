@@ -136,7 +136,16 @@ class Renderer:
 
     def _base(self) -> Any:
         if "base" not in self._pipes:
+            from diffusers.utils import logging as diffusers_logging
+
             from fitad import zoo
+
+            # load bars and "no LoRA keys for the text encoder" notices are noise in a server log
+            diffusers_logging.disable_progress_bar()
+            diffusers_logging.set_verbosity_error()
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
 
             started = time.perf_counter()
             path = zoo.resolve_model(self.config.base_model)
