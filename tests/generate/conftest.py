@@ -146,6 +146,28 @@ def adapters(tmp_path_factory, tiny_models_root, models) -> dict[str, Path]:
     return out
 
 
+@pytest.fixture(scope="session")
+def guided_controlnet(tmp_path_factory, models) -> str:
+    """tiny-controlnet with a conditioning embedding that passes the guide image on.
+
+    The zoo's tiny-controlnet keeps diffusers' zero-initialised ``controlnet_cond_embedding.conv_out`` (and the
+    default init fades the guide to ~1e-4 through the embedding's 7 convs), so its control image has no visible
+    effect. Here the embedding gets He init and a small random conv_out.
+    """
+    from diffusers import ControlNetModel
+
+    model = ControlNetModel.from_pretrained(models["controlnet"])
+    embedding = model.controlnet_cond_embedding
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for conv in [embedding.conv_in, *embedding.blocks]:
+            torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        embedding.conv_out.weight.normal_(0.0, 0.05)
+    out = tmp_path_factory.mktemp("guided-controlnet")
+    model.save_pretrained(out, safe_serialization=True)
+    return str(out)
+
+
 # ---------------------------------------------------------------- independent references
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

@@ -41,6 +41,10 @@ class AdConfig:
     # text-to-image extras
     detail_pass: bool = False
     detail_strength: float = 0.35
+    # optional LLM rewriter of the shop owner's request (any OpenAI-compatible endpoint; off when null)
+    rewriter_endpoint: str | None = None   # e.g. http://127.0.0.1:8000/v1; the key comes from $FITAD_REWRITER_API_KEY
+    rewriter_model: str = "default"
+    rewriter_timeout_s: float = 10.0
     # input limits
     max_bytes: int = 30_000_000
     max_pixels: int = 40_000_000
@@ -75,6 +79,10 @@ class AdConfig:
         check_range(s, "person_strength", self.person_strength, lo=0.05, hi=1.0)
         check_range(s, "control_scale", self.control_scale, lo=0.0, hi=2.0)
         check_range(s, "detail_strength", self.detail_strength, lo=0.05, hi=1.0)
+        if self.rewriter_endpoint is not None and not self.rewriter_endpoint.startswith(("http://", "https://")):
+            from fitad.config import ConfigError
+            raise ConfigError(f"{s}.rewriter_endpoint = {self.rewriter_endpoint!r}: must be an http(s) URL")
+        check_range(s, "rewriter_timeout_s", self.rewriter_timeout_s, lo=0.1, hi=120.0)
         check_range(s, "max_bytes", self.max_bytes, lo=1024)
         check_range(s, "max_pixels", self.max_pixels, lo=4096)
         check_range(s, "min_image_side", self.min_image_side, lo=16)

@@ -66,6 +66,10 @@ def load_photo(source: ImageInput, config: AdConfig, field: str) -> LoadedImage:
             rgb, alpha = source[..., :3], (source[..., 3].copy() if source.shape[2] == 4 else None)
             if alpha is not None and alpha.min() == 255:
                 alpha = None
+            pixels = rgb.shape[0] * rgb.shape[1]
+            if pixels > config.max_pixels:
+                raise ImageLoadError(f"refused: {rgb.shape[1]}x{rgb.shape[0]} = {pixels:,} pixels is above the "
+                                     f"limit of {config.max_pixels:,} (ads.max_pixels)")
             if min(rgb.shape[:2]) < config.min_image_side:
                 raise ImageLoadError(f"too small: {rgb.shape[1]}x{rgb.shape[0]} px, each side must be at least "
                                      f"{config.min_image_side} px")
@@ -258,6 +262,8 @@ def make_ad(mode: str, config: AdConfig, renderer: Any = None, *, image: ImageIn
     # checked before any model work, so a bad headline costs nothing
     spec = OverlaySpec(headline=headline, subcopy=subcopy, font_path=font_path, brand_colors=tuple(brand_colors),
                        logo=logo) if headline.strip() else None
+    if spec is not None:  # a headline that cannot fit fails now, not after the render
+        overlay_text(np.full((fmt.height, fmt.width, 3), 128, np.uint8), spec, safe_box=fmt.safe_box())
     photo = load_photo(image, config, "image") if image is not None else None
     product_photo = load_photo(product_image, config, "product_image") if product_image is not None else None
     if photo is not None:
@@ -270,6 +276,15 @@ def make_ad(mode: str, config: AdConfig, renderer: Any = None, *, image: ImageIn
 
         source = resolve_adapter(lora) if lora is not None else None
         trigger = source.meta.trigger if source is not None else None
+        if config.rewriter_endpoint and prompt.strip():
+            from fitad.generate.rewriter import rewrite_request
+
+            rewritten = rewrite_request(prompt, endpoint=config.rewriter_endpoint, model=config.rewriter_model,
+                                        api_key=os.environ.get("FITAD_REWRITER_API_KEY") or None,
+                                        timeout_s=config.rewriter_timeout_s, industry=config.industry)
+            meta["rewriter"] = {"used": rewritten.used, "error": rewritten.error, "original": prompt,
+                                "seconds": round(rewritten.seconds, 3)}
+            prompt = rewritten.text if rewritten.used else prompt
         plan = build_prompt(prompt, industry=config.industry, trigger=trigger, style=fmt.key if fmt.key in
                             _styles() else "custom", mode=mode if mode in ("product", "person") else "txt2img",
                             count_tokens=renderer.count_tokens, max_tokens=renderer.token_budget())

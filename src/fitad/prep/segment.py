@@ -325,6 +325,7 @@ class OpenCVSegmenter:
     # ------------------------------------------------------------ entry
 
     def segment(self, rgb: np.ndarray, text_mask: np.ndarray | None = None) -> np.ndarray:
+        cv2.setRNGSeed(0)  # GrabCut and k-means draw from OpenCV's (per-thread) RNG: same image, same mask
         height, width = rgb.shape[:2]
         small, scale = downscale(rgb, self.max_side)
         size = (small.shape[1], small.shape[0])
