@@ -22,7 +22,7 @@ from typing import Callable
 TINY_NAMES = ("tiny-sd15", "tiny-sd15-inpaint", "tiny-flux", "tiny-blip", "tiny-clip", "tiny-controlnet")
 SEED = 0
 # Bump when a builder changes: cached models from an older recipe are rebuilt on demand.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3  # 3: tiny-controlnet reacts to its control image
 _ASSETS = Path(__file__).parent / "assets"
 _COMPLETE = ".fitad-complete"
 
@@ -215,9 +215,14 @@ def _build_controlnet(out: Path) -> None:
 
     torch.manual_seed(SEED)
     controlnet = ControlNetModel.from_unet(_sd_unet(4))
-    # zero convs start at zero in a fresh ControlNet, which would make it a no-op: give them small weights so
-    # tests can see the guide act
+    # A fresh ControlNet is a no-op by design (zero convs, zero conv_out) and its default init fades the guide
+    # through the conditioning embedding: He-initialise the embedding and give the zero convs small weights, so
+    # a different control image visibly changes the output, as a trained ControlNet's does.
     with torch.no_grad():
+        embedding = controlnet.controlnet_cond_embedding
+        for conv in [embedding.conv_in, *embedding.blocks]:
+            torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        embedding.conv_out.weight.normal_(0.0, 0.05)
         for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
             module.weight.normal_(0.0, 0.05)
     controlnet.save_pretrained(out, safe_serialization=True)

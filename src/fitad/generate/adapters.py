@@ -122,14 +122,15 @@ def _resolve_mlflow(ref: str, cache_dir: Path) -> tuple[Path, str, dict[str, str
             uri = f"models:/{name}/{version}"
         elif ref.startswith("models:/"):
             raise LoraLoadError(f"{ref}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
-        target = cache_dir / hashlib.sha1(uri.encode()).hexdigest()[:16]
+        tracking = mlflow.get_tracking_uri()  # two registries may hold the same NAME/VERSION
+        target = cache_dir / hashlib.sha1(f"{tracking}|{uri}".encode()).hexdigest()[:16]
         if not (target / ".complete").is_file():
             target.mkdir(parents=True, exist_ok=True)
             mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target))
             (target / ".complete").write_text(uri, encoding="utf-8")
     except MlflowException as exc:
         raise LoraLoadError(f"{ref}: {exc.message}") from None
-    key = f"mlflow:{uri}" if registry else _file_key(target)
+    key = f"mlflow:{tracking}|{uri}" if registry else _file_key(target)
     return _find_adapter(target), key, registry
 
 
@@ -246,6 +247,9 @@ class AdapterPool:
         self.hot_key: str | None = None
         self.hot_modules: frozenset[str] | None = None
         self._counter = 0
+        self._hot_params: dict[str, torch.Tensor] = {}
+        self._active: tuple[str, float] | None = None   # (adapter, weight) last given to set_adapters
+        self._disabled = False
         self.stats = collections.Counter()
 
     # -- queries
@@ -284,35 +288,43 @@ class AdapterPool:
                 self.cpu.move_to_end(source.key)
                 how = "from-cpu-cache"
                 name = None
+            hot_how = None
             if cached is not None and self._hot_fits(cached):
                 if name is not None:  # read through the verified loader: move it into the hot slot
-                    self.pipe.delete_adapters(name)
-                how = self._load_hot(source.key, cached)
-                name = HOT_SLOT
-            elif name is None:
+                    self._delete(name)
+                hot_how = self._load_hot(source.key, cached)
+            if hot_how is not None:
+                name, how = HOT_SLOT, hot_how
+            elif name is None or name not in self.loaded_adapters():
                 name = self._new_name()
                 load_cached(self.pipe, cached, name)
+                self._active = None
                 self.resident[source.key] = name
             else:
                 self.resident[source.key] = name
             evicted = self._evict()
-        self.pipe.enable_lora()
-        self.pipe.set_adapters([name], adapter_weights=[float(scale)])
+        if self._disabled:
+            self.pipe.enable_lora()
+            self._disabled = False
+        if self._active != (name, float(scale)):  # set_adapters walks every layer: skip it when nothing changes
+            self.pipe.set_adapters([name], adapter_weights=[float(scale)])
+            self._active = (name, float(scale))
         self.stats[how] += 1
         return Activation(adapter=name, how=how, seconds=time.perf_counter() - started, evicted=evicted)
 
     def deactivate(self) -> None:
         """Render the base model alone (adapters stay loaded)."""
-        if self.loaded_adapters():
+        if self.loaded_adapters() and not self._disabled:
             self.pipe.disable_lora()
+            self._disabled = True
 
     def clear(self) -> None:
         """Unload every adapter and drop the CPU cache."""
         for name in self.loaded_adapters():
-            self.pipe.delete_adapters(name)
+            self._delete(name)
         self.resident.clear()
         self.cpu.clear()
-        self.hot_key = self.hot_modules = None
+        self._reset_hot()
 
     # -- internals
     def _new_name(self) -> str:
@@ -322,6 +334,7 @@ class AdapterPool:
     def _first_load(self, source: AdapterSource) -> tuple[str, str, CachedAdapter | None]:
         name = self._new_name()
         load_lora_into_pipeline(self.pipe, source.path, 1.0, adapter_name=name)
+        self._active = (name, 1.0)  # load_lora_into_pipeline made it the only active adapter
         cached = extract_adapter(self.pipe, name, self.components)
         if cached is not None:
             self.cpu[source.key] = cached
@@ -334,25 +347,90 @@ class AdapterPool:
             return False
         if cached.max_rank > self.config.hotswap_max_rank:
             return False
+        denoiser = getattr(self.pipe, self.components[0])
+        # a LoKr (or other non-LoRA) adapter wraps the slot's layers: swapping in place would break the slot
+        if any(type(c).__name__ != "LoraConfig" for c in (getattr(denoiser, "peft_config", None) or {}).values()):
+            return False
         return self.hot_modules is None or cached.module_keys == self.hot_modules
 
-    def _load_hot(self, key: str, cached: CachedAdapter) -> str:
+    def _load_hot(self, key: str, cached: CachedAdapter) -> str | None:
+        """Put ``cached`` into the hot slot; None when it cannot go there (then it is loaded by name)."""
         if self.hot_modules is None:
             # pad the slot to the largest rank it will take, so later swaps of other ranks fit in place
             self.pipe.enable_lora_hotswap(target_rank=self.config.hotswap_max_rank, check_compiled="ignore")
             load_cached(self.pipe, cached, HOT_SLOT)
+            self._active = None
             self.hot_modules = cached.module_keys
+            self._hot_params = self._index_hot_slot()
             how = "hot-slot"
+        elif self._copy_into_slot(cached):
+            how = "hotswap"
         else:
-            load_cached(self.pipe, cached, HOT_SLOT, hotswap=True)
+            try:  # diffusers' own in-place swap (it validates shapes and configs itself)
+                load_cached(self.pipe, cached, HOT_SLOT, hotswap=True)
+                self._active = None
+            except (RuntimeError, ValueError, KeyError):
+                self._reset_hot()
+                return None
+            self._hot_params = self._index_hot_slot()
             how = "hotswap"
         self.hot_key = key
         return how
+
+    def _index_hot_slot(self) -> dict[str, torch.Tensor]:
+        """State-dict key (``unet.<module>.lora_A.weight``) -> the hot slot's parameter holding it."""
+        params: dict[str, torch.Tensor] = {}
+        marker = f".{HOT_SLOT}."
+        for component in self.components:
+            model = getattr(self.pipe, component, None)
+            if model is None:
+                continue
+            for name, param in model.named_parameters():
+                if marker in name:
+                    params[f"{component}.{name.replace(marker, '.')}"] = param
+        return params
+
+    def _copy_into_slot(self, cached: CachedAdapter) -> bool:
+        """Hot swap by copying the adapter's tensors into the slot's (rank-padded) parameters.
+
+        The slot was made by diffusers' ``enable_lora_hotswap`` + load, so its layers, padding and scaling are
+        PEFT's own; with every adapter's scale folded into ``lora_A`` the slot's scaling is the request weight,
+        and only the weights change. False (nothing touched) when a key or shape does not fit.
+        """
+        state: dict[str, torch.Tensor] = {}
+        for component_state, _config in cached.components.values():
+            state.update(component_state)
+        if set(state) != set(self._hot_params):
+            return False
+        for key, value in state.items():
+            param = self._hot_params[key]
+            rank_dim = 0 if ".lora_A." in key else 1
+            if (value.ndim != param.ndim or value.shape[rank_dim] > param.shape[rank_dim]
+                    or any(v != p for i, (v, p) in enumerate(zip(value.shape, param.shape)) if i != rank_dim)):
+                return False
+        with torch.no_grad():
+            for key, value in state.items():
+                param = self._hot_params[key]
+                rank = value.shape[0 if ".lora_A." in key else 1]
+                param.zero_()
+                target = param[:rank] if ".lora_A." in key else param[:, :rank]
+                target.copy_(value.to(param.device, param.dtype))
+        return True
+
+    def _reset_hot(self) -> None:
+        if HOT_SLOT in self.loaded_adapters():
+            self._delete(HOT_SLOT)
+        self.hot_key = self.hot_modules = None
+        self._hot_params = {}
+
+    def _delete(self, name: str) -> None:
+        self.pipe.delete_adapters(name)
+        self._active = None
 
     def _evict(self) -> list[str]:
         evicted = []
         while len(self.resident) > self.config.resident_adapters:
             _key, name = self.resident.popitem(last=False)
-            self.pipe.delete_adapters(name)
+            self._delete(name)
             evicted.append(name)
         return evicted

@@ -135,6 +135,10 @@ class Renderer:
         return pipe.to(self.device)
 
     def _base(self) -> Any:
+        with self._lock:  # info calls (native_size, count_tokens) may be the first to load it, from any thread
+            return self._load_base()
+
+    def _load_base(self) -> Any:
         if "base" not in self._pipes:
             from diffusers.utils import logging as diffusers_logging
 
@@ -367,10 +371,12 @@ class Renderer:
                 seed: int = 0, lora: Any = None, lora_scale: float = 1.0,
                 progress: ProgressFn | None = None) -> RenderResult:
         """Text to image at ``width`` x ``height`` (default: the model's native square)."""
-        size = self.native_size()
-        return self._run("txt2img", prompt=prompt, negative_prompt=negative_prompt, width=width or size,
-                         height=height or size, steps=steps, guidance=guidance, seed=seed, lora=lora,
-                         lora_scale=lora_scale, progress=progress, extra={})
+        with self._lock:  # the first call loads the base: two first callers must not load it twice
+            size = self.native_size()
+            return self._run("txt2img", prompt=prompt, negative_prompt=negative_prompt,
+                             width=size if width is None else width, height=size if height is None else height,
+                             steps=steps, guidance=guidance, seed=seed, lora=lora, lora_scale=lora_scale,
+                             progress=progress, extra={})
 
     def inpaint(self, image: np.ndarray, mask: np.ndarray, prompt: str, *, negative_prompt: str = "",
                 steps: int | None = None, guidance: float | None = None, seed: int = 0, strength: float = 1.0,
