@@ -14,8 +14,8 @@ Default (CPU or GPU), on the tiny models:
 * **rss**: process RSS (``/proc/self/statm``, after ``gc.collect()``) after 1 and after 100 swaps cycling 4
   adapters, for the hot-swap and the named path.
 
-The tiny models make the reload cheap (a few MB of weights) while a swap costs PEFT's per-module bookkeeping, so
-the tiny ratio understates what a real base model gives; ``--full-size`` (CUDA) repeats the swap comparison on
+The tiny models make the reload cheap (a few MB of weights), so the tiny ratio understates what a real base
+model gives (a hot swap copies only the adapter's tensors into the slot); ``--full-size`` (CUDA) repeats the swap comparison on
 an SD1.5-size inpaint pipeline (random weights from the real configs, saved to a temp dir in half precision) and
 measures 512 px inpainting: s/image and peak VRAM.
 """
@@ -39,7 +39,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MODES = ("txt2img", "product", "person", "advanced", "compose")
 FORMATS = ("instagram_square", "instagram_story", "facebook_link")
 TARGET_SWAP_SPEEDUP = 20.0
-STAGES = ("load", "prompt", "segment", "render", "composite", "overlay", "copy")
+STAGES = ("headline_check", "load", "prompt", "segment", "render", "composite", "overlay", "copy")
 
 
 def rss_mb() -> float:

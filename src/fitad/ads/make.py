@@ -264,6 +264,7 @@ def make_ad(mode: str, config: AdConfig, renderer: Any = None, *, image: ImageIn
                        logo=logo) if headline.strip() else None
     if spec is not None:  # a headline that cannot fit fails now, not after the render
         overlay_text(np.full((fmt.height, fmt.width, 3), 128, np.uint8), spec, safe_box=fmt.safe_box())
+        clock.lap("headline_check")
     photo = load_photo(image, config, "image") if image is not None else None
     product_photo = load_photo(product_image, config, "product_image") if product_image is not None else None
     if photo is not None:
