@@ -53,3 +53,15 @@ def _fitad_home(tmp_path, monkeypatch, tiny_models_root):
     """Each test gets its own FITAD_HOME; tiny models come from the session cache via ensure_tiny."""
     monkeypatch.setenv("FITAD_HOME", str(tmp_path / ".fitad"))
     yield
+
+
+@pytest.fixture(scope="session")
+def one_torch_thread():
+    """Torch on one thread for a test package: tiny pipelines run many small ops, and on the shared 2-core CPU
+    a second thread only adds sync stalls. Packages opt in with an autouse fixture that requests this one."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -14,7 +14,6 @@ from typing import Callable
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from fitad import zoo
@@ -24,12 +23,8 @@ FAST = {"work_side": 64, "steps": 2, "segmenter": "opencv", "segment_max_side": 
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    """The tiny pipelines run many small ops: on a shared CPU a second thread only adds sync stalls."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _one_torch_thread(one_torch_thread):
+    """Every test here runs torch on one thread (see tests/conftest.py)."""
 
 
 def ad_config(**overrides) -> AdConfig:

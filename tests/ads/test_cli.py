@@ -89,3 +89,29 @@ def test_headline_too_long_fails_before_rendering(tmp_path, photos):
                                       "--headline", "가나다라마바사 " * 60, "--out", str(tmp_path / "x.png")])
     assert result.exit_code != 0 and "headline" in result.output
     assert np.all([not p.name.startswith("x") for p in tmp_path.iterdir()])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "generate.base_model=/no/such/model"], "generate.base_model"),
+    (["--set", "generate.dtype=float64"], "generate.dtype"),
+    (["--logo", "{notimage}"], "--logo"),
+])
+def test_model_and_option_errors_are_clear(tmp_path, photos, extra, message):
+    notimage = tmp_path / "logo.png"
+    notimage.write_text("not a picture")
+    args = [a.format(notimage=notimage) for a in extra]
+    result = CliRunner().invoke(cli, ["ad", "product", str(photos["coffee"]), "--out", str(tmp_path / "x.png"),
+                                      *args])
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_cuda_on_a_cpu_machine_is_a_clear_error(tmp_path, photos):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = CliRunner().invoke(cli, ["ad", "product", str(photos["coffee"]), "--set", "generate.device=cuda",
+                                      "--out", str(tmp_path / "x.png")])
+    assert result.exit_code != 0 and "generate.device" in result.output
+    assert isinstance(result.exception, SystemExit)

@@ -162,3 +162,13 @@ def test_format_is_frozen():
     fmt = AdFormat("x", "X", 100, 100)
     with pytest.raises(Exception):
         fmt.width = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name, native, multiple", [("64x4096", 1024, 16), ("4096x512", 2048, 8)])
+def test_work_size_stays_within_the_pipelines_limit(name, native, multiple):
+    from fitad.ads.formats import MAX_SIDE, get_format, work_size
+
+    fmt = get_format(name)
+    width, height = work_size(fmt, native, multiple)
+    assert max(width, height) <= MAX_SIDE and width % multiple == 0 and height % multiple == 0
+    assert abs(width / height - fmt.aspect) / fmt.aspect < 0.35  # still the format's shape, as near as it can be

@@ -588,3 +588,47 @@ def test_bad_request(renderer, render_calls, astronaut, mode, kwargs, field):
     with pytest.raises(AdError, match=field):
         make_ad(mode, ad_config(), use, **kwargs)
     assert render_calls == []
+
+
+def test_advanced_product_never_covers_the_face(renderer, astronaut, coffee):
+    """A face low in the frame meets the product's spot: the product goes behind it, the face stays exact."""
+    close = cv2.resize(np.ascontiguousarray(astronaut[20:300, 90:370]), (512, 512), interpolation=cv2.INTER_AREA)
+    photo = np.ascontiguousarray(np.vstack([np.repeat(close[:1], 300, axis=0), close]))  # face pushed down
+    config = ad_config()
+    result = make_ad("advanced", config, renderer, image=photo, product_image=coffee, seed=3)
+    kept = result.metadata["kept"]
+    assert kept["product"]["hidden_behind_face_px"] > 0          # the two did overlap
+    f_rgb, f_keep = expected_faces(result, photo, config)
+    assert_kept(result.image, f_rgb, f_keep)                     # every face pixel, none excluded
+    assert kept["faces"]["kept_pixels"] == int(f_keep.sum())
+
+
+def test_product_rim_fades_from_its_own_edge_colours(renderer, coffee):
+    """Outside the kept mask the rim blends product-edge colours into the background, and only within feather_px."""
+    sharp = make_ad("product", ad_config(feather_px=0), renderer, image=coffee, seed=5)
+    soft = make_ad("product", ad_config(feather_px=8), renderer, image=coffee, seed=5)
+    rgb, keep = expected_product(soft, coffee, ad_config(feather_px=8))
+    assert_kept(soft.image, rgb, keep)
+    distance = cv2.distanceTransform(np.where(keep, 0, 255).astype(np.uint8), cv2.DIST_L2, 5)
+    rim = (distance > 0) & (distance <= 8)
+    beyond = distance > 12
+    assert (soft.image[rim] != sharp.image[rim]).any(axis=1).mean() > 0.5
+    # beyond the rim only the render's start image differed (the rim's colours): a few levels at most
+    assert np.abs(soft.image[beyond].astype(int) - sharp.image[beyond]).max() <= 4
+
+
+def test_soft_alpha_edge_is_not_pasted_as_a_white_fringe(renderer, coffee):
+    """An anti-aliased cut-out: only opaque pixels are kept exactly; the half-transparent rim is not white."""
+    h, w = coffee.shape[:2]
+    yy, xx = np.mgrid[:h, :w]
+    radius = np.hypot(yy - h / 2, xx - w / 2)
+    alpha = np.clip((150 - radius) * 255 / 10, 0, 255).astype(np.uint8)  # opaque disc, 10 px soft edge
+    rgba = np.dstack([coffee, alpha])
+    result = make_ad("product", ad_config(feather_px=4), renderer, image=encode(rgba, "PNG", "RGBA"), seed=2)
+    info = result.metadata["kept"]["product"]
+    assert info["segmenter"] == "alpha channel"
+    assert info["kept_pixels"] == int((alpha >= 250).sum())
+    x0, y0 = info["canvas_box"][:2]
+    soft = (alpha > 0) & (alpha < 250)
+    ring = result.image[y0:y0 + h, x0:x0 + w][soft]
+    assert (ring.min(axis=1) > 245).mean() < 0.05                # no white fringe where the photo was see-through

@@ -24,12 +24,8 @@ TEXT_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    """Tiny pipelines run many small ops: on a shared 2-core CPU a second thread only adds sync stalls."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _one_torch_thread(one_torch_thread):
+    """Every test here runs torch on one thread (see tests/conftest.py)."""
 
 
 @pytest.fixture(scope="session")

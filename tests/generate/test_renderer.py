@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from fitad import zoo
 from fitad.generate.renderer import Progress, Renderer, RenderError
 from fitad.lora.load import LoraLoadError, load_lora_into_pipeline
 
@@ -324,7 +325,7 @@ def test_decode_equals_vae_decode_and_diffusers_postprocess(make_renderer, model
 
     renderer = make_renderer()
     pipe, _ = renderer._pipe("txt2img")
-    assert renderer._vae_fp32 is None and pipe.vae.dtype == torch.float32  # CPU float32: the pipeline's own VAE
+    assert renderer._decoder(pipe) is pipe.vae and pipe.vae.dtype == torch.float32  # CPU float32: its own VAE
     image = renderer._decode(pipe, latents, 96, 64)
     vae32 = AutoencoderKL.from_pretrained(models["base"], subfolder="vae")
     assert image.shape == (64, 96, 3)
@@ -333,7 +334,13 @@ def test_decode_equals_vae_decode_and_diffusers_postprocess(make_renderer, model
     # A half-precision pipeline decodes with a float32 copy of its VAE, never in its own dtype.
     half = make_renderer(dtype="bfloat16")
     half_pipe, _ = half._pipe("txt2img")
-    assert half_pipe.vae.dtype == torch.bfloat16 and half._vae_fp32.dtype == torch.float32
+    assert half_pipe.vae.dtype == torch.bfloat16 and half._decoder(half_pipe).dtype == torch.float32
+    # the inpaint model brings its own VAE: it gets its own float32 copy, not the base's
+    inpaint_pipe, _ = half._pipe("inpaint")
+    inpaint_vae = half._decoder(inpaint_pipe)
+    assert inpaint_vae is not half._decoder(half_pipe) and inpaint_vae.dtype == torch.float32
+    for (name, own), (_n, copy) in zip(inpaint_pipe.vae.state_dict().items(), inpaint_vae.state_dict().items()):
+        assert torch.equal(own.float(), copy), name
     upcast = AutoencoderKL.from_pretrained(models["base"], subfolder="vae", dtype=torch.bfloat16).to(torch.float32)
     latents = latents.to(torch.bfloat16)  # what a bfloat16 pipeline hands over; the references see the same values
     decoded = half._decode(half_pipe, latents, 96, 64)
@@ -540,3 +547,26 @@ def test_mlflow_pyfunc_logged_lora_resolves(mlflow_store, make_renderer, adapter
     assert result.lora["registry"] == {"name": "shop-pyfunc", "version": version, "alias": ""}
     local = make_renderer().txt2img(PROMPT, seed=9, lora=str(adapters["c"]))
     assert max_diff(result.image, local.image) <= TOL
+
+
+def test_a_half_loaded_adapter_is_removed(make_renderer, adapters, tmp_path, tiny_models_root):
+    """An adapter whose UNet part loads and whose text-encoder part is refused leaves nothing behind."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    broken = zoo.build_tiny_lora(tmp_path / "broken", rank=4, seed=3, targets=("proj_in", "proj_out"),
+                                 root=tiny_models_root)
+    weights = broken / "pytorch_lora_weights.safetensors"
+    with safe_open(str(weights), "pt") as fh:
+        header = fh.metadata()
+    state = load_file(str(weights))
+    state["text_encoder.encoder.layers.0.self_attn.q_proj.lora_A.weight"] = torch.randn(4, 999)  # wrong width
+    state["text_encoder.encoder.layers.0.self_attn.q_proj.lora_B.weight"] = torch.randn(999, 4)
+    save_file(state, str(weights), metadata=header)
+
+    renderer = make_renderer(clip_skip=1)
+    first = renderer.txt2img(PROMPT, seed=2, lora=str(adapters["a"])).image
+    with pytest.raises(LoraLoadError):
+        renderer.txt2img(PROMPT, seed=2, lora=str(broken))
+    assert renderer.adapter_stats()["base"]["loaded"] == ["hot"]
+    assert np.array_equal(renderer.txt2img(PROMPT, seed=2, lora=str(adapters["a"])).image, first)

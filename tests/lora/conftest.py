@@ -137,9 +137,5 @@ def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _one_torch_thread():
-    """The tiny pipelines run many small ops: on the shared CPU a second thread only adds sync stalls."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _one_torch_thread(one_torch_thread):
+    """Every test here runs torch on one thread (see tests/conftest.py)."""

@@ -1,8 +1,10 @@
 """Putting kept pixels back: placement on the canvas, exact paste-back with a feathered edge, contact shadow.
 
 Inside a keep mask the result holds the placed layer's pixels *exactly* (copied, never blended). Outside the
-mask, within ``feather_px``, the layer fades into the generated image, hiding the seam. The layer is the
-source photo at the scale it was placed; at scale 1 those are the file's own pixels.
+mask, within ``feather_px``, the layer fades into the generated image, hiding the seam: for a face that rim is
+the photo around it; for a product cut out of its photo it is the product's own edge colours carried outward
+(:func:`extend_edges`). The layer is the source photo at the scale it was placed; at scale 1 those are the
+file's own pixels.
 """
 
 from __future__ import annotations
@@ -69,6 +71,28 @@ def feather_alpha(mask: np.ndarray, feather_px: int, allowed: np.ndarray | None 
         alpha[~allowed] = 0.0
     alpha[inside] = 1.0
     return alpha
+
+
+def extend_edges(rgb: np.ndarray, mask: np.ndarray, px: int) -> np.ndarray:
+    """``rgb`` with every pixel within ``px`` outside ``mask`` set to the colour of its nearest masked pixel.
+
+    Gives a cut-out a soft rim of its own edge colours to fade into a new background, instead of a rim of the
+    old background (a halo) or of white (a fringe).
+    """
+    inside = mask > 0
+    if px <= 0 or not inside.any() or inside.all():
+        return rgb.copy()
+    distance, labels = cv2.distanceTransformWithLabels(np.where(inside, 0, 255).astype(np.uint8), cv2.DIST_L2, 5,
+                                                       labelType=cv2.DIST_LABEL_PIXEL)
+    ys, xs = np.nonzero(inside)  # zero pixels are labelled 1.. in row-major order, the order np.nonzero gives
+    lookup_y = np.zeros(len(ys) + 1, np.int64)
+    lookup_x = np.zeros(len(xs) + 1, np.int64)
+    lookup_y[1:], lookup_x[1:] = ys, xs
+    band = (~inside) & (distance <= px + 1)
+    out = rgb.copy()
+    nearest = labels[band]
+    out[band] = rgb[lookup_y[nearest], lookup_x[nearest]]
+    return out
 
 
 def paste_back(generated: np.ndarray, layer: Layer, feather_px: int) -> np.ndarray:

@@ -86,4 +86,7 @@ class AdConfig:
         check_range(s, "max_bytes", self.max_bytes, lo=1024)
         check_range(s, "max_pixels", self.max_pixels, lo=4096)
         check_range(s, "min_image_side", self.min_image_side, lo=16)
+        if not self.watermark_text.strip():
+            from fitad.config import ConfigError
+            raise ConfigError(f"{s}.watermark_text: must not be empty")
         check_range(s, "watermark_max_side", self.watermark_max_side, lo=64, hi=4096)

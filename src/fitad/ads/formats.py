@@ -89,8 +89,11 @@ def work_size(fmt: AdFormat, native: int, multiple: int = 8) -> tuple[int, int]:
     """The render size for ``fmt``: the model's native pixel count at the format's aspect, sides ``multiple``-aligned."""
     width = native * math.sqrt(fmt.aspect)
     height = native / math.sqrt(fmt.aspect)
-    return (max(multiple, int(round(width / multiple)) * multiple),
-            max(multiple, int(round(height / multiple)) * multiple))
+    longest = max(width, height)
+    if longest > MAX_SIDE:  # very wide or tall custom formats: keep the render within the pipelines' limit
+        width, height = width * MAX_SIDE / longest, height * MAX_SIDE / longest
+    return (max(multiple, min(MAX_SIDE // multiple, int(round(width / multiple))) * multiple),
+            max(multiple, min(MAX_SIDE // multiple, int(round(height / multiple))) * multiple))
 
 
 def cover_box(src_w: int, src_h: int, dst_w: int, dst_h: int,

@@ -27,12 +27,12 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from fitad.ads.composite import (Layer, contact_shadow, contain_scale, edge_guide, feather_alpha, intrusion,
-                                 paste_back, place)
+from fitad.ads.composite import (Layer, contact_shadow, contain_scale, edge_guide, extend_edges, feather_alpha,
+                                 intrusion, paste_back, place)
 from fitad.ads.config import AdConfig
 from fitad.ads.formats import AdFormat, fit_cover, get_format, resize, work_size
-from fitad.ads.subjects import SubjectError, detect_faces, face_mask, person_faces, product_mask
-from fitad.prep.io import ImageLoadError, LoadedImage, load_image
+from fitad.ads.subjects import SubjectError, detect_faces, person_faces, product_mask
+from fitad.prep.io import ImageLoadError, LoadedImage, check_min_side, check_pixels, load_image
 
 MODES = ("txt2img", "product", "person", "advanced", "compose")
 ImageInput = bytes | str | os.PathLike | np.ndarray
@@ -63,18 +63,12 @@ def load_photo(source: ImageInput, config: AdConfig, field: str) -> LoadedImage:
         if isinstance(source, np.ndarray):
             if source.dtype != np.uint8 or source.ndim != 3 or source.shape[2] not in (3, 4):
                 raise ImageLoadError("expected an H x W x 3 (or 4) uint8 array")
-            rgb, alpha = source[..., :3], (source[..., 3].copy() if source.shape[2] == 4 else None)
-            if alpha is not None and alpha.min() == 255:
-                alpha = None
-            pixels = rgb.shape[0] * rgb.shape[1]
-            if pixels > config.max_pixels:
-                raise ImageLoadError(f"refused: {rgb.shape[1]}x{rgb.shape[0]} = {pixels:,} pixels is above the "
-                                     f"limit of {config.max_pixels:,} (ads.max_pixels)")
-            if min(rgb.shape[:2]) < config.min_image_side:
-                raise ImageLoadError(f"too small: {rgb.shape[1]}x{rgb.shape[0]} px, each side must be at least "
-                                     f"{config.min_image_side} px")
-            return LoadedImage(np.ascontiguousarray(rgb), "RGBA" if alpha is not None else "RGB", "array", [],
-                               alpha)
+            height, width = source.shape[:2]
+            check_pixels(width, height, config.max_pixels, "ads")
+            check_min_side(width, height, config.min_image_side, "ads")
+            alpha = source[..., 3].copy() if source.shape[2] == 4 and source[..., 3].min() < 255 else None
+            return LoadedImage(np.ascontiguousarray(source[..., :3]), "RGBA" if alpha is not None else "RGB",
+                               "array", [], alpha)
         if isinstance(source, (str, os.PathLike)):
             path = Path(source)
             if not path.is_file():
@@ -88,9 +82,9 @@ def load_photo(source: ImageInput, config: AdConfig, field: str) -> LoadedImage:
             data, name = bytes(source), "upload"
             if len(data) > config.max_bytes:
                 raise ImageLoadError(f"{len(data):,} bytes, above the limit of {config.max_bytes:,} (ads.max_bytes)")
-        return load_image(data, name, max_pixels=config.max_pixels, min_side=config.min_image_side)
+        return load_image(data, name, max_pixels=config.max_pixels, min_side=config.min_image_side, section="ads")
     except ImageLoadError as exc:
-        raise ImageLoadError(f"{field}: {str(exc).replace('prep.max_pixels', 'ads.max_pixels').replace('prep.min_image_side', 'ads.min_image_side')}") from None
+        raise ImageLoadError(f"{field}: {exc}") from None
 
 
 # ---------------------------------------------------------------- the render frame
@@ -212,8 +206,10 @@ def _product_layer(photo: LoadedImage, config: AdConfig, fmt: AdFormat, name: st
     origin = (round(cx - (x0 + x1) / 2 * scale), round(cy - (y0 + y1) / 2 * scale))
     only_product = np.where(subject.mask > 0, 255, 0).astype(np.uint8)
     layer = place(photo.rgb, only_product, fmt.size, scale, origin)
-    # only the product itself is drawn from this photo: its surroundings are repainted
-    layer.coverage = layer.mask > 0
+    # only the product is drawn from this photo: its surroundings are repainted, and the feathered rim is the
+    # product's own edge colours fading out (not the old background)
+    layer.rgb = extend_edges(layer.rgb, layer.mask, config.feather_px)
+    layer.coverage = cv2.dilate(layer.mask, np.ones((3, 3), np.uint8), iterations=config.feather_px + 1) > 0
     return layer, {"segmenter": subject.backend, "photo_box": list(subject.boxes[0]), "scale": round(scale, 4),
                    "canvas_box": list(layer.box)}
 
@@ -332,6 +328,13 @@ def make_ad(mode: str, config: AdConfig, renderer: Any = None, *, image: ImageIn
                 face_x = np.mean([(b[0] + b[2]) / 2 for b in kept["faces"]["faces"]]) / fmt.width
                 anchor = (0.24 if face_x > 0.5 else 0.76, 0.72)
                 layer, info = _product_layer(product_photo, config, fmt, "product_image", 0.36, anchor)
+                # the product stands behind the face: a face pixel is never covered
+                face_keep = layers[0].mask > 0
+                hidden = int(np.count_nonzero((layer.mask > 0) & face_keep))
+                layer.mask[face_keep] = 0
+                layer.coverage &= ~cv2.dilate(layers[0].mask, np.ones((3, 3), np.uint8),
+                                              iterations=config.feather_px + 1).astype(bool)
+                info["hidden_behind_face_px"] = hidden
             layers.append(layer)
             kept["product"] = info
         clock.lap("segment")
@@ -344,7 +347,7 @@ def make_ad(mode: str, config: AdConfig, renderer: Any = None, *, image: ImageIn
             keep |= layer.mask
         init = _fill_outside(init, covered)
         strength = 1.0 if mode == "product" else config.person_strength
-        control = mode != "product" and bool(renderer.config.controlnet_model)
+        control = mode != "product" and bool(renderer.config.controlnet_model) and renderer.base_family == "sd15"
         generated, render = _render_kept(renderer, frame, init, keep, plan, config, seed, lora, lora_scale,
                                          strength, control, progress)
         clock.lap("render")
@@ -358,7 +361,9 @@ def make_ad(mode: str, config: AdConfig, renderer: Any = None, *, image: ImageIn
             canvas = paste_back(canvas, layer, config.feather_px)
         for layer, name in zip(layers, ("faces", "product") if mode == "advanced" else (next(iter(kept)),)):
             kept[name]["kept_pixels"] = int(np.count_nonzero(layer.mask))
-        kept["control"] = "controlnet edge guide" if control else None
+        kept["control"] = ("controlnet edge guide" if control else
+                           "skipped: the ControlNet guide is for the SD1.5 family" if renderer.config.controlnet_model
+                           and mode != "product" else None)
         subject_mask = keep
         clock.lap("composite")
     if kept:

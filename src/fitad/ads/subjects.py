@@ -36,7 +36,9 @@ class Subject:
 def product_mask(rgb: np.ndarray, config: AdConfig, alpha: np.ndarray | None = None, name: str = "image") -> Subject:
     """The product's mask: the photo's own transparency when it has any, else the segmenter's."""
     if alpha is not None:
-        mask = np.where(alpha >= 128, 255, 0).astype(np.uint8)
+        # kept exactly: the opaque pixels. The anti-aliased rim (its RGB flattened on white by the loader) is
+        # left to the feathered edge, so no white fringe is pasted back
+        mask = np.where(alpha >= 250, 255, 0).astype(np.uint8)
         backend = "alpha channel"
     else:
         from fitad.prep.config import PrepConfig
@@ -47,7 +49,7 @@ def product_mask(rgb: np.ndarray, config: AdConfig, alpha: np.ndarray | None = N
         segmenter, backend = make_segmenter(prep, content="photo")
         mask = segmenter.segment(rgb)
     share = float(np.count_nonzero(mask)) / mask.size
-    if share < config.min_product_area:
+    if share <= 0 or share < config.min_product_area:
         raise SubjectError(f"{name}: no product found ({share:.1%} of the photo segmented, below "
                            f"ads.min_product_area = {config.min_product_area:.0%}); use a photo where the product "
                            "stands out from its background, or a PNG cut-out with transparency")

@@ -64,8 +64,11 @@ def _load_logo(path: Path | None) -> Any:
     import numpy as np
     from PIL import Image
 
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGBA"))
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGBA"))
+    except OSError as exc:
+        raise click.BadParameter(f"{path}: not an image ({exc})", param_hint="--logo") from None
 
 
 def _run(mode: str, *, image: Path | None = None, product_image: Path | None = None, prompt: str = "",
@@ -82,9 +85,12 @@ def _run(mode: str, *, image: Path | None = None, product_image: Path | None = N
     renderer = None
     if mode != "compose":
         from fitad.generate.config import RenderConfig
-        from fitad.generate.renderer import Renderer
+        from fitad.generate.renderer import Renderer, RenderError
 
-        renderer = Renderer(build_config(RenderConfig, params_path, tuple(gen_overrides), base_model=base_model))
+        try:
+            renderer = Renderer(build_config(RenderConfig, params_path, tuple(gen_overrides), base_model=base_model))
+        except RenderError as exc:
+            raise click.ClickException(str(exc)) from None
     from fitad.ads.make import make_ad
     from fitad.generate.renderer import Progress
 

@@ -11,8 +11,9 @@ swap: after an in-place swap PEFT keeps the *first* adapter's ``alpha / rank`` w
 per-request weight, which would silently mis-scale every later adapter with a different ratio.
 
 * **Hot swap** (``RenderConfig.hotswap``): a LoRA that touches only the UNet/transformer is swapped *into one
-  slot in place* (diffusers ``hotswap=True``, the slot padded to ``hotswap_max_rank`` by
-  ``enable_lora_hotswap``), when its target modules are those of the slot. No module is created or freed.
+  slot in place* when its target modules are those of the slot. The slot is made by diffusers
+  (``enable_lora_hotswap`` pads it to ``hotswap_max_rank``); a swap copies the new tensors into its padded
+  parameters (diffusers' ``hotswap=True`` load is the fallback). No module is created or freed.
 * **Resident set**: every other adapter (text-encoder LoRA, DoRA, other targets, larger rank, LoKr) is loaded
   under its own name; at most ``resident_adapters`` stay loaded, the least recently used is deleted.
 
@@ -297,8 +298,7 @@ class AdapterPool:
                 name, how = HOT_SLOT, hot_how
             elif name is None or name not in self.loaded_adapters():
                 name = self._new_name()
-                load_cached(self.pipe, cached, name)
-                self._active = None
+                self._load_or_clean(name, lambda: load_cached(self.pipe, cached, name))
                 self.resident[source.key] = name
             else:
                 self.resident[source.key] = name
@@ -333,7 +333,7 @@ class AdapterPool:
 
     def _first_load(self, source: AdapterSource) -> tuple[str, str, CachedAdapter | None]:
         name = self._new_name()
-        load_lora_into_pipeline(self.pipe, source.path, 1.0, adapter_name=name)
+        self._load_or_clean(name, lambda: load_lora_into_pipeline(self.pipe, source.path, 1.0, adapter_name=name))
         self._active = (name, 1.0)  # load_lora_into_pipeline made it the only active adapter
         cached = extract_adapter(self.pipe, name, self.components)
         if cached is not None:
@@ -341,6 +341,16 @@ class AdapterPool:
             while len(self.cpu) > self.config.cached_adapters:
                 self.cpu.popitem(last=False)
         return name, "loaded", cached
+
+    def _load_or_clean(self, name: str, load: Any) -> None:
+        """Run ``load``; if it fails half-way (UNet part in, text-encoder part refused), remove what went in."""
+        self._active = None
+        try:
+            load()
+        except Exception:
+            if name in self.loaded_adapters():
+                self.pipe.delete_adapters(name)
+            raise
 
     def _hot_fits(self, cached: CachedAdapter) -> bool:
         if not self.config.hotswap or not cached.denoiser_only or cached.use_dora:
@@ -358,8 +368,7 @@ class AdapterPool:
         if self.hot_modules is None:
             # pad the slot to the largest rank it will take, so later swaps of other ranks fit in place
             self.pipe.enable_lora_hotswap(target_rank=self.config.hotswap_max_rank, check_compiled="ignore")
-            load_cached(self.pipe, cached, HOT_SLOT)
-            self._active = None
+            self._load_or_clean(HOT_SLOT, lambda: load_cached(self.pipe, cached, HOT_SLOT))
             self.hot_modules = cached.module_keys
             self._hot_params = self._index_hot_slot()
             how = "hot-slot"

@@ -34,7 +34,7 @@ class RenderConfig:
     clip_skip: int = 2                       # SD1.5 family; A1111 convention (1 = last layer)
     resident_adapters: int = 4               # adapters kept loaded in the pipeline (LRU)
     cached_adapters: int = 16                # adapter state dicts kept in CPU memory (LRU)
-    hotswap: bool = True                     # swap compatible adapters in place (diffusers hotswap=True)
+    hotswap: bool = True                     # swap compatible adapters in place, in one rank-padded slot
     hotswap_max_rank: int = 64               # the largest rank a hot-swapped adapter may have
     max_sequence_length: int = 512           # FLUX T5 window
     local_files_only: bool = True            # never download base models at render time

@@ -12,7 +12,7 @@ Quality settings carried over from the product's seed code:
   (a float32 copy on CUDA where the rest runs in half precision: half-precision SD VAEs overflow into
   "fried" images); on the CPU everything is float32 and the pipeline's own VAE is used;
 * **reproducible seeds**: noise comes from a CPU ``torch.Generator`` seeded per request, so the same request
-  gives the same image whatever ran before it and on whichever device.
+  gives the same image whatever ran before it (and the same starting noise on any device).
 
 Diffusers pipelines are not thread-safe (their schedulers keep per-call state): every public call holds one
 lock, so concurrent callers are served one after the other.
@@ -100,7 +100,7 @@ class Renderer:
         self._lock = threading.RLock()
         self._pipes: dict[str, Any] = {}
         self._pools: dict[str, AdapterPool] = {}
-        self._vae_fp32: Any = None
+        self._vae_fp32: dict[int, Any] = {}   # id(pipe.vae) -> its float32 copy (half-precision runs)
         self.family: str | None = None
         self.device = self._resolve_device()
         self.dtype = self._resolve_dtype()
@@ -122,10 +122,10 @@ class Renderer:
             raise RenderError("generate.dtype = 'float16' is not supported on the CPU; use float32 or bfloat16")
         return getattr(torch, name)
 
-    def _from_pretrained(self, cls: Any, name: str, **kwargs: Any) -> Any:
+    def _from_pretrained(self, cls: Any, name: str, field: str = "generate.base_model", **kwargs: Any) -> Any:
         from fitad import zoo
 
-        path = zoo.resolve_model(name)
+        path = _resolve(name, field)
         try:
             pipe = cls.from_pretrained(path, dtype=self.dtype, local_files_only=self.config.local_files_only,
                                        **kwargs)
@@ -141,18 +141,15 @@ class Renderer:
     def _load_base(self) -> Any:
         if "base" not in self._pipes:
             from diffusers.utils import logging as diffusers_logging
-
-            from fitad import zoo
+            from transformers.utils import logging as transformers_logging
 
             # load bars and "no LoRA keys for the text encoder" notices are noise in a server log
             diffusers_logging.disable_progress_bar()
             diffusers_logging.set_verbosity_error()
-            from transformers.utils import logging as transformers_logging
-
             transformers_logging.disable_progress_bar()
 
             started = time.perf_counter()
-            path = zoo.resolve_model(self.config.base_model)
+            path = _resolve(self.config.base_model, "generate.base_model")
             family = self.config.family if self.config.family != "auto" else model_family(path)
             if family == "flux":
                 from diffusers import FluxPipeline
@@ -168,8 +165,6 @@ class Renderer:
             self.family = family
             self._pipes["base"] = pipe
             self._pools["base"] = AdapterPool(pipe, family, self.config)
-            if self.config.vae_fp32 and pipe.vae.dtype != torch.float32:
-                self._vae_fp32 = copy.deepcopy(pipe.vae).to(torch.float32)
             self.load_seconds["base"] = time.perf_counter() - started
         return self._pipes["base"]
 
@@ -197,6 +192,7 @@ class Renderer:
             elif kind == "inpaint":
                 if self.config.inpaint_model:
                     pipe = self._from_pretrained(StableDiffusionInpaintPipeline, self.config.inpaint_model,
+                                                 "generate.inpaint_model",
                                                  safety_checker=None, requires_safety_checker=False)
                     self._pools["inpaint"] = AdapterPool(pipe, "sd15", self.config)
                     pool = "inpaint"
@@ -223,7 +219,7 @@ class Renderer:
 
         from fitad import zoo
 
-        path = zoo.resolve_model(self.config.controlnet_model)
+        path = _resolve(self.config.controlnet_model, "generate.controlnet_model")
         try:
             model = ControlNetModel.from_pretrained(path, dtype=self.dtype,
                                                     local_files_only=self.config.local_files_only)
@@ -302,8 +298,17 @@ class Renderer:
         embeds = embeds.to(self.dtype)
         return {"prompt_embeds": embeds[:1], "negative_prompt_embeds": embeds[1:]}
 
+    def _decoder(self, pipe: Any) -> Any:
+        """The VAE that decodes ``pipe``'s latents: its own, or a float32 copy of it when it runs in half precision."""
+        if not self.config.vae_fp32 or pipe.vae.dtype == torch.float32:
+            return pipe.vae
+        key = id(pipe.vae)  # the inpaint model may bring its own VAE: each gets its own float32 copy
+        if key not in self._vae_fp32:
+            self._vae_fp32[key] = copy.deepcopy(pipe.vae).to(torch.float32)
+        return self._vae_fp32[key]
+
     def _decode(self, pipe: Any, latents: torch.Tensor, width: int, height: int) -> np.ndarray:
-        vae = self._vae_fp32 if self._vae_fp32 is not None else pipe.vae
+        vae = self._decoder(pipe)
         if self.family == "flux":
             latents = pipe._unpack_latents(latents, height, width, pipe.vae_scale_factor)
             latents = latents / vae.config.scaling_factor + vae.config.shift_factor
@@ -420,6 +425,16 @@ class Renderer:
         return self._run("img2img", prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
                          steps=steps, guidance=guidance, seed=seed, lora=lora, lora_scale=lora_scale,
                          progress=progress, extra={"image": Image.fromarray(image), "strength": strength})
+
+
+def _resolve(name: str, field: str) -> str:
+    """zoo.resolve_model with a RenderError naming the config key for a local path that does not exist."""
+    from fitad import zoo
+
+    try:
+        return zoo.resolve_model(name)
+    except FileNotFoundError as exc:
+        raise RenderError(f"{field}: {exc}") from None
 
 
 def _check_image(name: str, image: np.ndarray) -> None:

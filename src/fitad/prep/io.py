@@ -95,12 +95,26 @@ def _normalise_mode(img: Image.Image, notes: list[str]) -> tuple[np.ndarray, np.
     return np.asarray(img.convert("RGB")), None
 
 
+def check_pixels(width: int, height: int, max_pixels: int, section: str = "prep") -> None:
+    """Refuse images above ``max_pixels`` (decompression bombs); the message names ``section.max_pixels``."""
+    if width * height > max_pixels:
+        raise ImageLoadError(f"refused: {width}x{height} = {width * height:,} pixels is above the "
+                             f"limit of {max_pixels:,} ({section}.max_pixels)")
+
+
+def check_min_side(width: int, height: int, min_side: int, section: str = "prep") -> None:
+    if min(width, height) < min_side:
+        raise ImageLoadError(f"too small: {width}x{height} px, each side must be at least "
+                             f"{min_side} px ({section}.min_image_side)")
+
+
 def load_image(data: bytes, name: str = "<bytes>", *, max_pixels: int = 64_000_000,
-               min_side: int = 32) -> LoadedImage:
+               min_side: int = 32, section: str = "prep") -> LoadedImage:
     """Decode image bytes to 8-bit RGB, or raise ImageLoadError with the reason.
 
     The pixel limit is checked on the header, before any pixel is decoded, so a decompression bomb
-    costs nothing. Truncated files are refused rather than half-loaded.
+    costs nothing. Truncated files are refused rather than half-loaded. ``section`` is the config section
+    the limits come from, named in the messages (``prep``, ``ads``).
     """
     if not data:
         raise ImageLoadError("empty file (0 bytes)")
@@ -117,9 +131,7 @@ def load_image(data: bytes, name: str = "<bytes>", *, max_pixels: int = 64_000_0
         except Exception as exc:  # malformed headers raise anything from SyntaxError to struct.error
             raise ImageLoadError(f"corrupt image header: {type(exc).__name__}: {exc}") from None
         width, height = img.size
-        if width * height > max_pixels:
-            raise ImageLoadError(f"refused: {width}x{height} = {width * height:,} pixels is above the "
-                                 f"limit of {max_pixels:,} (prep.max_pixels)")
+        check_pixels(width, height, max_pixels, section)
         fmt = img.format or "?"
         try:
             if getattr(img, "n_frames", 1) > 1:
@@ -143,9 +155,7 @@ def load_image(data: bytes, name: str = "<bytes>", *, max_pixels: int = 64_000_0
     source_mode = img.mode
     rgb, alpha = _normalise_mode(img, notes)
     rgb = np.ascontiguousarray(rgb)
-    if min(rgb.shape[:2]) < min_side:
-        raise ImageLoadError(f"too small: {rgb.shape[1]}x{rgb.shape[0]} px, each side must be at least "
-                             f"{min_side} px (prep.min_image_side)")
+    check_min_side(rgb.shape[1], rgb.shape[0], min_side, section)
     return LoadedImage(rgb=rgb, source_mode=source_mode, source_format=fmt, notes=notes, alpha=alpha)
 
 
