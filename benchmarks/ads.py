@@ -139,7 +139,7 @@ def bench_swap(base_dir: str, adapter_dirs: list[Path], n: int, reloads: int, pi
     """Activation from the CPU cache (hot swap, named load, resident) against a full pipeline reload + LoRA load."""
     import torch
 
-    from fitad.generate.adapters import resolve_adapter
+    from fitad.generate.lora_source import resolve_adapter
     from fitad.generate.config import RenderConfig
     from fitad.generate.renderer import Renderer
     from fitad.lora.load import load_lora_into_pipeline
@@ -186,7 +186,7 @@ def bench_swap(base_dir: str, adapter_dirs: list[Path], n: int, reloads: int, pi
 # ---------------------------------------------------------------- memory over 100 swaps
 
 def bench_rss(base_dir: str, adapter_dirs: list[Path], swaps: int) -> dict:
-    from fitad.generate.adapters import resolve_adapter
+    from fitad.generate.lora_source import resolve_adapter
     from fitad.generate.config import RenderConfig
     from fitad.generate.renderer import Renderer
 

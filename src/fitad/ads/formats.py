@@ -119,3 +119,33 @@ def fit_cover(rgb: np.ndarray, width: int, height: int, focus: tuple[float, floa
     """Scale uniformly to cover ``width`` x ``height`` and crop around ``focus``: never stretched."""
     x0, y0, x1, y1 = cover_box(rgb.shape[1], rgb.shape[0], width, height, focus)
     return resize(rgb[y0:y1, x0:x1], width, height)
+
+
+@dataclasses.dataclass
+class WorkFrame:
+    """Maps the format canvas (W x H) to the render size (w x h) by one uniform scale ``g`` and a centred crop."""
+
+    W: int
+    H: int
+    w: int
+    h: int
+
+    @property
+    def g(self) -> float:
+        return max(self.W / self.w, self.H / self.h)
+
+    def _big(self) -> tuple[int, int, int, int]:
+        bw, bh = math.ceil(self.w * self.g), math.ceil(self.h * self.g)
+        return bw, bh, (bw - self.W) // 2, (bh - self.H) // 2
+
+    def to_work(self, canvas: np.ndarray, nearest: bool = False) -> np.ndarray:
+        bw, bh, cx, cy = self._big()
+        pad = ((cy, bh - self.H - cy), (cx, bw - self.W - cx)) + (((0, 0),) if canvas.ndim == 3 else ())
+        big = np.pad(canvas, pad, mode="edge")
+        if nearest:
+            return cv2.resize(big, (self.w, self.h), interpolation=cv2.INTER_NEAREST)
+        return resize(big, self.w, self.h)
+
+    def to_canvas(self, work: np.ndarray) -> np.ndarray:
+        bw, bh, cx, cy = self._big()
+        return resize(work, bw, bh)[cy:cy + self.H, cx:cx + self.W]

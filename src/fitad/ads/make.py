@@ -11,14 +11,13 @@ its copy and hashtags, and metadata). What each mode keeps:
 * **txt2img**: nothing to keep; optional detail pass on faces.
 * **compose**: the photo fitted to the format, headline only.
 
-Generation runs at the model's native pixel count in the format's aspect (:class:`WorkFrame`) and is scaled
-uniformly to the format, cropping a few pixels rather than stretching.
+Generation runs at the model's native pixel count in the format's aspect (:class:`fitad.ads.formats.WorkFrame`)
+and is scaled uniformly to the format, cropping a few pixels rather than stretching.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from pathlib import Path
@@ -27,10 +26,11 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from fitad.ads.composite import (Layer, contact_shadow, contain_scale, edge_guide, extend_edges, feather_alpha,
-                                 intrusion, paste_back, place)
+from fitad.ads.composite import (Layer, contact_shadow, contain_scale, edge_guide, extend_edges, intrusion,
+                                 paste_back, place)
 from fitad.ads.config import AdConfig
-from fitad.ads.formats import AdFormat, fit_cover, get_format, resize, work_size
+from fitad.ads.detail import detail_pass
+from fitad.ads.formats import AdFormat, WorkFrame, fit_cover, get_format, work_size
 from fitad.ads.subjects import SubjectError, detect_faces, person_faces, product_mask
 from fitad.prep.io import ImageLoadError, LoadedImage, check_min_side, check_pixels, load_image
 
@@ -87,38 +87,6 @@ def load_photo(source: ImageInput, config: AdConfig, field: str) -> LoadedImage:
         raise ImageLoadError(f"{field}: {exc}") from None
 
 
-# ---------------------------------------------------------------- the render frame
-
-@dataclasses.dataclass
-class WorkFrame:
-    """Maps the format canvas (W x H) to the render size (w x h) by one uniform scale ``g`` and a centred crop."""
-
-    W: int
-    H: int
-    w: int
-    h: int
-
-    @property
-    def g(self) -> float:
-        return max(self.W / self.w, self.H / self.h)
-
-    def _big(self) -> tuple[int, int, int, int]:
-        bw, bh = math.ceil(self.w * self.g), math.ceil(self.h * self.g)
-        return bw, bh, (bw - self.W) // 2, (bh - self.H) // 2
-
-    def to_work(self, canvas: np.ndarray, nearest: bool = False) -> np.ndarray:
-        bw, bh, cx, cy = self._big()
-        pad = ((cy, bh - self.H - cy), (cx, bw - self.W - cx)) + (((0, 0),) if canvas.ndim == 3 else ())
-        big = np.pad(canvas, pad, mode="edge")
-        if nearest:
-            return cv2.resize(big, (self.w, self.h), interpolation=cv2.INTER_NEAREST)
-        return resize(big, self.w, self.h)
-
-    def to_canvas(self, work: np.ndarray) -> np.ndarray:
-        bw, bh, cx, cy = self._big()
-        return resize(work, bw, bh)[cy:cy + self.H, cx:cx + self.W]
-
-
 # ---------------------------------------------------------------- helpers
 
 class _Clock:
@@ -162,38 +130,6 @@ def _render_kept(renderer: Any, frame: WorkFrame, init: np.ndarray, keep: np.nda
                               lora=lora, lora_scale=lora_scale, control_image=control_image,
                               control_scale=config.control_scale, progress=progress)
     return frame.to_canvas(result.image), result
-
-
-def detail_pass(renderer: Any, rgb: np.ndarray, boxes: list[tuple[int, int, int, int]], prompt: str,
-                negative_prompt: str, *, strength: float, seed: int, lora: Any = None, lora_scale: float = 1.0,
-                steps: int | None = None) -> tuple[np.ndarray, list[dict]]:
-    """Re-render each box region at the model's native size (img2img) and blend it back with a soft ellipse.
-
-    Pixels outside every grown box are left exactly as they were.
-    """
-    out = rgb.copy()
-    native = renderer.native_size()
-    done = []
-    for i, (x0, y0, x1, y1) in enumerate(boxes):
-        side = int(max(x1 - x0, y1 - y0) * 1.6)
-        cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
-        bx0, by0 = max(0, cx - side // 2), max(0, cy - side // 2)
-        bx1, by1 = min(rgb.shape[1], bx0 + side), min(rgb.shape[0], by0 + side)
-        crop = out[by0:by1, bx0:bx1]
-        if min(crop.shape[:2]) < 8:
-            continue
-        up = resize(crop, native, native)
-        redone = renderer.img2img(up, prompt, negative_prompt=negative_prompt, strength=strength, seed=seed + i,
-                                  lora=lora, lora_scale=lora_scale, steps=steps).image
-        back = resize(redone, bx1 - bx0, by1 - by0)
-        ellipse = np.zeros(crop.shape[:2], np.uint8)
-        cv2.ellipse(ellipse, ((bx1 - bx0) // 2, (by1 - by0) // 2), (int((bx1 - bx0) * 0.36), int((by1 - by0) * 0.36)),
-                    0, 0, 360, 255, -1)
-        alpha = feather_alpha(ellipse, max(2, (bx1 - bx0) // 8))[..., None]
-        blended = crop.astype(np.float32) * (1 - alpha) + back.astype(np.float32) * alpha
-        out[by0:by1, bx0:bx1] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
-        done.append({"box": [bx0, by0, bx1, by1], "render_side": native})
-    return out, done
 
 
 def _product_layer(photo: LoadedImage, config: AdConfig, fmt: AdFormat, name: str, fill: float,
@@ -269,7 +205,7 @@ def make_ad(mode: str, config: AdConfig, renderer: Any = None, *, image: ImageIn
 
     plan = None
     if needs_model:
-        from fitad.generate.adapters import resolve_adapter
+        from fitad.generate.lora_source import resolve_adapter
 
         source = resolve_adapter(lora) if lora is not None else None
         trigger = source.meta.trigger if source is not None else None
@@ -395,4 +331,4 @@ def _styles() -> tuple[str, ...]:
     return tuple(STYLE_PRESETS)
 
 
-__all__ = ["MODES", "AdError", "AdResult", "SubjectError", "WorkFrame", "detail_pass", "load_photo", "make_ad"]
+__all__ = ["MODES", "AdError", "AdResult", "SubjectError", "load_photo", "make_ad"]

@@ -24,10 +24,7 @@
 from __future__ import annotations
 
 import math
-import re
-import unicodedata
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -35,28 +32,24 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from fitad.ads.contrast import (CONTRAST_PERCENTILE, contrast_ratio, measure_text_contrast, parse_hex,
+                                relative_luminance, to_hex)
+from fitad.ads.linebreak import NO_LINE_END, NO_LINE_START, graphemes, normalize_text, text_width, wrap_text
 from fitad.fonts import default_font_path, load_font
 
 PLACEMENTS = ("auto", "top", "center", "bottom")
 WHITE = "#FFFFFF"
 NEAR_BLACK = "#111111"
 
-# Characters that must not start a line (closing punctuation, Korean/CJK and Latin forms) and that
-# must not end one (opening brackets).
-NO_LINE_START = frozenset(",.!?…‥:;)]}%、。，．！？：；）〕」』】〉》’”·")
-NO_LINE_END = frozenset("([{‘“「『【〈《〔（")
 
 BAND_FRACTION = 0.5          # a candidate band is this fraction of the safe box height
 NARROW_FRACTION = 0.62       # width of the left/right-aligned bands, as a fraction of the safe box
 DEFAULT_FONT_FRACTION = 0.09  # default max_font_px: this fraction of the safe box height
 LOGO_FRACTION = 0.16         # logo's longer side: this fraction of the safe box's shorter side
 MIN_SUBCOPY_PX = 10
-CONTRAST_PERCENTILE = 5.0
 BACKDROP_OPACITIES = (0.65, 0.75, 0.85, 0.92, 1.0)
 SEMI_OPAQUE_HEADROOM = 1.03  # a semi-opaque backdrop must beat min_contrast by 3 % (sampling noise)
 
-_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
-_LUMA = np.array([0.2126, 0.7152, 0.0722])
 
 # Candidate (vertical band, horizontal alignment) pairs in tie-break order: bottom, then top.
 _CANDIDATES = (("bottom", "center"), ("top", "center"), ("bottom", "left"), ("bottom", "right"),
@@ -64,239 +57,18 @@ _CANDIDATES = (("bottom", "center"), ("top", "center"), ("bottom", "left"), ("bo
                ("center", "right"))
 
 
+# re-exported: the overlay's measuring and breaking helpers are part of its public surface
+__all__ = ["OverlayError", "OverlaySpec", "overlay_text", "PLACEMENTS", "CONTRAST_PERCENTILE", "contrast_ratio",
+           "measure_text_contrast", "relative_luminance", "NO_LINE_END", "NO_LINE_START", "graphemes",
+           "normalize_text", "wrap_text"]
+
+
 class OverlayError(ValueError):
     """Invalid overlay input or text that cannot be laid out; the message starts with the field."""
 
 
-# ---------------------------------------------------------------------------- colours / WCAG
-
-def _parse_hex(value, name: str) -> tuple[int, int, int]:
-    if not isinstance(value, str) or not _HEX.match(value):
-        raise OverlayError(f"{name}: expected a colour as '#RRGGBB', got {value!r}")
-    return tuple(int(value[i:i + 2], 16) for i in (1, 3, 5))
-
-
-def _to_hex(rgb) -> str:
-    return "#{:02X}{:02X}{:02X}".format(*(int(v) for v in rgb))
-
-
-def _as_rgb_array(color) -> np.ndarray:
-    if isinstance(color, str):
-        return np.asarray(_parse_hex(color, "color"), dtype=np.float64)
-    arr = np.asarray(color, dtype=np.float64)
-    if arr.shape[-1:] != (3,):
-        raise ValueError(f"expected RGB values with a last axis of 3, got shape {arr.shape}")
-    return arr
-
-
-def relative_luminance(rgb):
-    """WCAG 2.x relative luminance of sRGB colour(s) in 0..255 ('#RRGGBB' or an array, last axis 3).
-
-    Returns a float for one colour, an array for many.
-    """
-    c = _as_rgb_array(rgb) / 255.0
-    lin = np.where(c <= 0.03928, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    y = lin @ _LUMA
-    return float(y) if np.ndim(y) == 0 else y
-
-
-def contrast_ratio(c1, c2):
-    """WCAG 2.x contrast ratio (L_lighter + 0.05) / (L_darker + 0.05), 1..21; vectorised."""
-    l1, l2 = relative_luminance(c1), relative_luminance(c2)
-    ratio = (np.maximum(l1, l2) + 0.05) / (np.minimum(l1, l2) + 0.05)
-    return float(ratio) if np.ndim(ratio) == 0 else ratio
-
-
-def measure_text_contrast(background: np.ndarray, region: np.ndarray, text_color,
-                          percentile: float = CONTRAST_PERCENTILE) -> float:
-    """Low percentile of the per-pixel WCAG contrast between ``text_color`` and ``background[region]``.
-
-    ``background`` is HxWx3 (the pixels behind the text: the image, with any backdrop composited, but
-    without the text itself); ``region`` a boolean/uint8 HxW mask of the pixels behind the glyphs.
-    """
-    mask = np.asarray(region).astype(bool)
-    if mask.shape != background.shape[:2]:
-        raise ValueError(f"region shape {mask.shape} does not match background {background.shape[:2]}")
-    pixels = np.asarray(background, dtype=np.float64)[mask]
-    if pixels.size == 0:
-        raise ValueError("region is empty: no pixels to measure")
-    lum_text = relative_luminance(text_color)
-    lum_bg = pixels / 255.0
-    lum_bg = np.where(lum_bg <= 0.03928, lum_bg / 12.92, ((lum_bg + 0.055) / 1.055) ** 2.4) @ _LUMA
-    ratios = (np.maximum(lum_bg, lum_text) + 0.05) / (np.minimum(lum_bg, lum_text) + 0.05)
-    return float(np.percentile(ratios, percentile))
-
-
-# ---------------------------------------------------------------------------- graphemes
-
-def _break_class(ch: str) -> str:
-    cp = ord(ch)
-    if ch == "\r":
-        return "CR"
-    if ch == "\n":
-        return "LF"
-    if 0x1100 <= cp <= 0x115F or 0xA960 <= cp <= 0xA97C:
-        return "L"
-    if 0x1160 <= cp <= 0x11A7 or 0xD7B0 <= cp <= 0xD7C6:
-        return "V"
-    if 0x11A8 <= cp <= 0x11FF or 0xD7CB <= cp <= 0xD7FB:
-        return "T"
-    if 0xAC00 <= cp <= 0xD7A3:
-        return "LV" if (cp - 0xAC00) % 28 == 0 else "LVT"
-    if cp == 0x200D:
-        return "ZWJ"
-    if 0x1F1E6 <= cp <= 0x1F1FF:
-        return "RI"
-    cat = unicodedata.category(ch)
-    if cat in ("Mn", "Me") or cp == 0x200C or 0x1F3FB <= cp <= 0x1F3FF or 0xE0020 <= cp <= 0xE007F:
-        return "Extend"
-    if cat == "Mc":
-        return "SpacingMark"
-    if cat in ("Cc", "Zl", "Zp", "Cf"):
-        return "Control"
-    return "Other"
-
-
-def _pictographic(ch: str) -> bool:
-    return ord(ch) >= 0x1F000 or unicodedata.category(ch) == "So"
-
-
-def graphemes(text: str) -> list[str]:
-    """Split ``text`` into extended grapheme clusters (the UAX #29 rules that matter for ad copy:
-    CR LF, Hangul L/V/T/LV/LVT sequences, combining and spacing marks, ZWJ sequences, flag pairs)."""
-    clusters: list[str] = []
-    cur = ""
-    prev = None
-    ri_run = 0
-    for ch in text:
-        cls = _break_class(ch)
-        if cur:
-            if prev == "CR" and cls == "LF":
-                join = True
-            elif prev in ("Control", "CR", "LF") or cls in ("Control", "CR", "LF"):
-                join = False
-            elif prev == "L" and cls in ("L", "V", "LV", "LVT"):
-                join = True
-            elif prev in ("LV", "V") and cls in ("V", "T"):
-                join = True
-            elif prev in ("LVT", "T") and cls == "T":
-                join = True
-            elif cls in ("Extend", "ZWJ", "SpacingMark"):
-                join = True
-            elif prev == "ZWJ" and _pictographic(ch):
-                join = True
-            elif prev == "RI" and cls == "RI" and ri_run % 2 == 1:
-                join = True
-            else:
-                join = False
-            if not join:
-                clusters.append(cur)
-                cur = ""
-        cur += ch
-        ri_run = ri_run + 1 if cls == "RI" else 0
-        prev = cls
-    if cur:
-        clusters.append(cur)
-    return clusters
-
-
-# ---------------------------------------------------------------------------- line breaking
-
-@lru_cache(maxsize=16384)
-def _length(font: ImageFont.FreeTypeFont, text: str) -> float:
-    return font.getlength(text) if text else 0.0
-
-
-def _units(paragraph: str) -> list[str]:
-    """Words of a paragraph; a word that starts with closing punctuation is glued to the one before."""
-    units: list[str] = []
-    for word in paragraph.split():
-        if units and (word[0] in NO_LINE_START or all(c in NO_LINE_END for c in units[-1])):
-            units[-1] += " " + word
-        else:
-            units.append(word)
-    return units
-
-
-def _starts_forbidden(gs: list[str], k: int) -> bool:
-    while k < len(gs) and gs[k].isspace():
-        k += 1
-    return k < len(gs) and gs[k][0] in NO_LINE_START
-
-
-def _break_word(word: str, font, max_width: float) -> list[str] | None:
-    """Break a too-wide word between grapheme clusters; None when a legal break is impossible."""
-    gs = graphemes(word)
-    widths = [_length(font, g) for g in gs]
-    lines: list[str] = []
-    i, n = 0, len(gs)
-    while i < n:
-        while i < n and gs[i].isspace():
-            i += 1
-        if i >= n:
-            break
-        j, acc = i, 0.0
-        while j < n and acc + widths[j] <= max_width:
-            acc += widths[j]
-            j += 1
-        while j > i and _length(font, "".join(gs[i:j]).rstrip()) > max_width:
-            j -= 1          # kerning made the real run wider than the sum of its parts
-        if j == i:
-            return None     # one grapheme is wider than the box
-        if j < n:
-            k = j
-            while k > i and (_starts_forbidden(gs, k) or gs[k - 1] in NO_LINE_END):
-                k -= 1
-            if k == i:
-                return None
-            j = k
-        lines.append("".join(gs[i:j]).rstrip())
-        i = j
-    return lines
-
-
-def normalize_text(text: str) -> str:
-    """NFC, with CR LF / CR turned into LF."""
-    return unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-
-
-def wrap_text(text: str, font: ImageFont.FreeTypeFont, max_width: float, *,
-              max_lines: int | None = None) -> list[str] | None:
-    """Break ``text`` into lines no wider than ``max_width`` pixels in ``font``.
-
-    Breaks at spaces first, between grapheme clusters only inside a word wider than the box; keeps
-    explicit newlines (an empty paragraph is an empty line); closing punctuation never starts a line.
-    Returns None when the text cannot be broken that way or needs more than ``max_lines`` lines.
-    """
-    lines: list[str] = []
-    for paragraph in normalize_text(text).split("\n"):
-        units = _units(paragraph)
-        if not units:
-            lines.append("")
-            continue
-        cur = ""
-        for unit in units:
-            cand = f"{cur} {unit}" if cur else unit
-            if _length(font, cand) <= max_width:
-                cur = cand
-                continue
-            if cur:
-                lines.append(cur)
-                cur = ""
-            if _length(font, unit) <= max_width:
-                cur = unit
-            else:
-                pieces = _break_word(unit, font, max_width)
-                if pieces is None:
-                    return None
-                lines.extend(pieces[:-1])
-                cur = pieces[-1]
-            if max_lines is not None and len(lines) > max_lines:
-                return None
-        lines.append(cur)
-        if max_lines is not None and len(lines) > max_lines:
-            return None
-    return lines
+def _parse_hex_field(value, name: str) -> tuple[int, int, int]:
+    return parse_hex(value, name, OverlayError)
 
 
 # ---------------------------------------------------------------------------- spec
@@ -329,10 +101,10 @@ class OverlaySpec:
             if not Path(self.font_path).is_file():
                 raise OverlayError(f"font_path: file not found: {self.font_path}")
         if self.text_color is not None:
-            self.text_color = _to_hex(_parse_hex(self.text_color, "text_color"))
+            self.text_color = to_hex(_parse_hex_field(self.text_color, "text_color"))
         if isinstance(self.brand_colors, str):
             raise OverlayError("brand_colors: expected a list of '#RRGGBB' strings, got one string")
-        self.brand_colors = tuple(_to_hex(_parse_hex(c, f"brand_colors[{i}]"))
+        self.brand_colors = tuple(to_hex(_parse_hex_field(c, f"brand_colors[{i}]"))
                                   for i, c in enumerate(self.brand_colors))
         if self.logo is not None:
             logo = self.logo
@@ -416,7 +188,7 @@ def _layout(spec: OverlaySpec, size: int, band_w: int, band_h: int) -> _Layout |
         height += gap + len(sub_lines) * sub_line_h
         if height > band_h:
             return None
-    widths = [_length(font, ln) for ln in lines] + [_length(sub_font, ln) for ln in sub_lines]
+    widths = [text_width(font, ln) for ln in lines] + [text_width(sub_font, ln) for ln in sub_lines]
     block_w = math.ceil(max(widths)) + 2 * pad
     return _Layout(font, sub_font, size, sub_px, lines, sub_lines, line_h, sub_line_h, gap, pad,
                    block_w, height)
@@ -444,8 +216,8 @@ def _rebalance(spec: OverlaySpec, layout: _Layout | None, band_w: int) -> _Layou
     layout.lines = _balanced(spec.headline, layout.font, avail, layout.lines)
     if layout.sub_lines:
         layout.sub_lines = _balanced(spec.subcopy, layout.sub_font, avail, layout.sub_lines)
-    widths = [_length(layout.font, ln) for ln in layout.lines]
-    widths += [_length(layout.sub_font, ln) for ln in layout.sub_lines]
+    widths = [text_width(layout.font, ln) for ln in layout.lines]
+    widths += [text_width(layout.sub_font, ln) for ln in layout.sub_lines]
     layout.block_w = math.ceil(max(widths)) + 2 * layout.pad
     return layout
 
@@ -483,7 +255,7 @@ def _render_mask(layout: _Layout, align: str, stroke: int = 0) -> np.ndarray:
         if idx == len(layout.lines):
             y += layout.gap
         if line:
-            width = _length(font, line)
+            width = text_width(font, line)
             if align == "left":
                 x = layout.pad
             elif align == "right":
@@ -506,7 +278,7 @@ def _rounded_rect_alpha(w: int, h: int, radius: int, ss: int = 4) -> np.ndarray:
 
 
 def _composite(bg: np.ndarray, color, alpha: np.ndarray) -> np.ndarray:
-    col = np.asarray(_parse_hex(color, "color") if isinstance(color, str) else color, dtype=np.float32)
+    col = np.asarray(_parse_hex_field(color, "color") if isinstance(color, str) else color, dtype=np.float32)
     a = alpha[..., None]
     return bg * (1.0 - a) + col * a
 

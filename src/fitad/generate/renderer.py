@@ -31,7 +31,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from fitad.generate.adapters import Activation, AdapterPool, AdapterSource, resolve_adapter
+from fitad.generate.adapters import Activation, AdapterPool
+from fitad.generate.lora_source import AdapterSource, resolve_adapter
 from fitad.generate.clip import clip_hidden_states, count_tokens, tokenize
 from fitad.generate.config import RenderConfig
 from fitad.lora.load import LoraLoadError
