@@ -94,3 +94,70 @@ def test_none_is_a_choice_where_the_literal_has_it_and_null_elsewhere():
     assert cfg.quantize == "none" and cfg.gamma is None
     with pytest.raises(ConfigError, match=r"q\.quantize = 'int4' is not allowed"):
         from_mapping(_WithNone, {"quantize": "int4"})
+
+
+@dataclasses.dataclass
+class _Words:
+    SECTION: ClassVar[str] = "words"
+    precision: Literal["auto", "no", "fp16"] = "auto"
+    switch: Literal["on", "off", "auto"] = "auto"
+    label: str = "x"
+    maybe: Optional[str] = "set"
+    gamma: Optional[float] = 1.0
+    rank: int = 4
+    flag: bool = False
+    names: list[str] = dataclasses.field(default_factory=list)
+
+
+def test_set_keeps_yaml_words_that_a_literal_or_str_field_takes():
+    # YAML 1.1 reads no/on/off/yes as booleans; a field that takes the very string gets the string.
+    cfg = from_mapping(_Words, parse_overrides(["precision=no", "switch=on", "label=no", "maybe=none",
+                                                "flag=no", "gamma=none", "names=[yes, b]"]))
+    assert (cfg.precision, cfg.switch, cfg.label, cfg.maybe) == ("no", "on", "no", "none")
+    assert cfg.flag is False and cfg.gamma is None and cfg.names == ["yes", "b"]
+    cfg = from_mapping(_Words, parse_overrides(["label=0.10", "maybe=null", "rank=8", "gamma=1e-3"]))
+    assert (cfg.label, cfg.maybe, cfg.rank, cfg.gamma) == ("0.10", None, 8, 0.001)
+
+
+def test_params_file_yaml_booleans_are_read_as_the_literal_word(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("words:\n  precision: no\n  switch: off\n")
+    cfg = load_section(_Words, params)
+    assert (cfg.precision, cfg.switch) == ("no", "off")
+
+
+def test_set_null_overrides_the_params_file(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("words:\n  gamma: 5.0\n  maybe: abc\n")
+    cfg = load_section(_Words, params, parse_overrides(["gamma=null", "maybe=~"]))
+    assert cfg.gamma is None and cfg.maybe is None
+
+
+def test_set_accepts_a_section_prefix_and_names_a_wrong_one(tmp_path):
+    cfg = load_section(_Words, tmp_path / "absent.yaml", parse_overrides(["words.rank=8", "words.precision=no"]))
+    assert (cfg.rank, cfg.precision) == (8, "no")
+    with pytest.raises(ConfigError, match=r"'train\.rank'.*section 'train'.*'words'"):
+        load_section(_Words, tmp_path / "absent.yaml", parse_overrides(["train.rank=8"]))
+
+
+def test_build_config_takes_dvc_style_overrides_for_the_training_config(tmp_path):
+    from fitad.cli.common import build_config
+    from fitad.train.config import FluxLoraConfig, SDLoraConfig
+
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  base_model: some/model\n  rank: 32\n  alpha: 16\n"
+                      "train_flux:\n  base_model: flux/model\n")
+    cfg = build_config(SDLoraConfig, params, ("train.rank=8", "mixed_precision=no", "train.alpha=null"))
+    assert (cfg.rank, cfg.mixed_precision, cfg.alpha) == (8, "no", 8.0)  # alpha null: equal to rank
+    cfg = build_config(FluxLoraConfig, params, ("train_flux.quantize_base=none", "train-flux.rank=4"))
+    assert (cfg.quantize_base, cfg.rank) == ("none", 4)
+    with pytest.raises(ConfigError, match="'train'.*'train_flux'"):
+        build_config(FluxLoraConfig, params, ("train.rank=8",))
+    assert build_config(SDLoraConfig, params, ("rank=8",), rank=2).rank == 2  # explicit options win
+
+
+def test_set_lists_and_booleans_are_read_by_the_field_type():
+    cfg = from_mapping(_Words, parse_overrides(["names=a, b", "flag=1"]))
+    assert cfg.names == ["a", "b"] and cfg.flag is True
+    with pytest.raises(ConfigError, match=r"words\.names = '\[a' is not a valid list"):
+        from_mapping(_Words, parse_overrides(["names=[a"]))

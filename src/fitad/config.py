@@ -5,6 +5,14 @@ raises :class:`ConfigError` naming the key, the value and what is allowed. The s
 filled from ``params.yaml`` (the file DVC reads), from CLI ``--set key=value`` overrides, or from
 Python keyword arguments, so the three doors to a stage cannot disagree.
 
+``--set`` takes ``key=value`` or ``section.key=value`` (the form ``dvc exp run -S`` uses); a section
+that is not the command's is an error naming both. A value typed on the command line is read by the
+field's type: a word a ``str`` or ``Literal`` field takes stays that word (``mixed_precision=no``,
+``quantize_base=none``, ``class_word=on``) instead of becoming YAML's boolean or null; ``null``
+and ``~`` clear an optional field; other values are parsed as YAML scalars or lists. In
+``params.yaml`` too, a YAML 1.1 boolean (``no``, ``off``) given to a ``Literal`` field is read as
+the matching word.
+
 Stage configs live next to their stage (``fitad.prep.config``, ``fitad.train.config``) so that
 importing one does not import another stage's heavy dependencies; this module holds the shared
 machinery and the configs of the foundation (zoo, synth).
@@ -67,10 +75,79 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
+class CliValue(str):
+    """The raw text of a ``--set key=value`` value: parsed by the field's type (see :func:`_from_cli`)."""
+
+
+_YAML_TRUE = ("y", "yes", "true", "on")
+_YAML_FALSE = ("n", "no", "false", "off")
+_YAML_NULL = ("null", "~")
+
+
+def _from_cli(raw: str, tp: Any) -> Any:
+    """A command-line value for a field of type ``tp``.
+
+    Optional fields: ``null``/``~`` is None. A word a Literal field lists, or any text for a ``str``/Path
+    field, is kept as typed (YAML would turn ``no``/``on`` into booleans and ``0.10`` into 0.1); quotes
+    around it are removed. Lists (``[a, b]`` or ``a,b``) are split and each item read by the item type.
+    Anything else is parsed as YAML (numbers, booleans), and text that is not valid YAML is kept for the
+    type check to report.
+    """
+    inner, optional = _strip_optional(tp)
+    text = raw.strip()
+    if optional and text.lower() in _YAML_NULL:
+        return None
+    origin = typing.get_origin(inner)
+    if origin is typing.Literal and text in typing.get_args(inner):
+        return text
+    if origin in (typing.Union, types.UnionType):  # e.g. bool | Literal["auto"]: a listed word stays a word
+        words = [w for m in typing.get_args(inner) if typing.get_origin(m) is typing.Literal
+                 for w in typing.get_args(m)]
+        if text in words:
+            return text
+    if inner is bool:
+        return text  # the bool check below reads true/yes/on/1 and false/no/off/0
+    if origin in (list, tuple):  # "[a, b]" or "a,b"; each item is read by the item type
+        if text.startswith("["):
+            try:
+                items = yaml.load(text, Loader=yaml.BaseLoader)  # every scalar stays text
+            except yaml.YAMLError:
+                raise ValueError(text) from None
+            if not isinstance(items, list):
+                raise ValueError(text)
+            return [CliValue(i) if isinstance(i, str) else i for i in items]
+        return [CliValue(v.strip()) for v in text.split(",") if v.strip()]
+    if inner is str or inner is Path:
+        if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+            try:
+                return str(yaml.safe_load(text))
+            except yaml.YAMLError:
+                pass
+        return text
+    if not text:
+        return ""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _literal_word(value: bool, choices: tuple[Any, ...]) -> Any:
+    """The one choice YAML 1.1 would have read as ``value`` (``no`` -> False), else ``value`` unchanged."""
+    words = _YAML_TRUE if value else _YAML_FALSE
+    matches = [c for c in choices if isinstance(c, str) and c.lower() in words]
+    return matches[0] if len(matches) == 1 else value
+
+
 def _coerce(section: str, key: str, value: Any, tp: Any) -> Any:
     """Convert a YAML/CLI value to the annotated type, or raise ConfigError naming the key."""
     inner, optional = _strip_optional(tp)
     origin = typing.get_origin(inner)
+    if isinstance(value, CliValue):
+        try:
+            value = _from_cli(value, tp)
+        except ValueError:
+            raise ConfigError(f"{section}.{key} = {str(value)!r} is not a valid {_type_name(inner)}") from None
     # "none"/"null" typed on a command line mean null, unless the field takes that very string
     # (a str field, or a Literal choice such as quantize_base: none).
     takes_string = inner is str or (origin is typing.Literal and value in typing.get_args(inner))
@@ -109,6 +186,8 @@ def _coerce(section: str, key: str, value: Any, tp: Any) -> Any:
             items = [_coerce(section, key, v, item_tp) for v in value]
             return tuple(items) if origin is tuple else items
         if origin is typing.Literal:
+            if isinstance(value, bool):  # params.yaml `mixed_precision: no` reads as False in YAML 1.1
+                value = _literal_word(value, typing.get_args(inner))
             check_choice(section, key, value, typing.get_args(inner))
             return value
     except ConfigError:
@@ -125,21 +204,50 @@ def _type_name(tp: Any) -> str:
 
 # ---------------------------------------------------------------- loading
 
-def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
-    """Turn CLI ``key=value`` strings into a dict; values are parsed as YAML scalars."""
+def parse_overrides(pairs: Iterable[str], section: str | None = None) -> dict[str, Any]:
+    """Turn CLI ``key=value`` / ``section.key=value`` strings into a dict of :class:`CliValue` texts.
+
+    The values are parsed later, by the type of the field they set. With ``section`` given, a
+    ``section.`` prefix is removed here (and a different one is refused); otherwise prefixed keys are
+    kept and :func:`from_mapping` checks them.
+    """
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ConfigError(f"override {pair!r} must look like key=value")
+            raise ConfigError(f"override {pair!r} must look like key=value or section.key=value")
         key, raw = pair.split("=", 1)
         key = key.strip().replace("-", "_")
-        out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        if not key:
+            raise ConfigError(f"override {pair!r} has no key: it must look like key=value")
+        out[key] = CliValue(raw)
+    return unprefixed(out, section) if section else out
+
+
+def unprefixed(data: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """``{"train.rank": 8}`` -> ``{"rank": 8}`` for section ``train``; another section's key is refused.
+
+    Keys are taken in order, so a later key wins over an earlier one that names the same field.
+    """
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if "." in key:
+            prefix, rest = key.split(".", 1)
+            if prefix != section:
+                raise ConfigError(f"override {key!r} names section {prefix!r}, but this command reads "
+                                  f"section {section!r}: write {section}.{rest}=... or {rest}=...")
+            key = rest
+        out.pop(key, None)
+        out[key] = value
     return out
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any], section: str | None = None) -> T:
-    """Build dataclass ``cls`` from a mapping; unknown keys and bad types raise ConfigError."""
+    """Build dataclass ``cls`` from a mapping; unknown keys and bad types raise ConfigError.
+
+    Keys may carry the section prefix (``train.rank``); another section's prefix is refused.
+    """
     section = section or getattr(cls, "SECTION", cls.__name__)
+    data = unprefixed(data, section)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -171,7 +279,8 @@ def load_section(cls: type[T], params_path: str | os.PathLike | None = None,
     data = dict(params.get(section) or {})
     if not isinstance(data, dict):
         raise ConfigError(f"params.yaml: section {section!r} must be a mapping")
-    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    overrides = unprefixed(overrides or {}, section)
+    data.update({k: v for k, v in overrides.items() if v is not None})
     return from_mapping(cls, data, section)
 
 

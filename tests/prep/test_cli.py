@@ -60,8 +60,22 @@ def test_prep_evaluate_command(synth_dir, tmp_path):
     data = tmp_path / "synth"
     shutil.copytree(synth_dir, data)
     out = tmp_path / "quality.json"
-    result = CliRunner().invoke(cli, ["prep", "evaluate", str(data), "--limit", "3", "--output", str(out)])
-    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["prep", "evaluate", str(data), "--limit", "3", "--output", str(out),
+                                      "--check"])
+    assert result.exit_code == 0, result.output  # --check: exit 1 when a target is missed
+    every_target = {"text_box_recall": True, "residual_text": True, "crop_recall": True, "mean_iou": True}
     saved = json.loads(out.read_text())
-    assert saved["overall"]["panels"] == 3 and set(saved["passed"]) == {"text_box_recall", "residual_text",
-                                                                          "crop_recall", "mean_iou"}
+    assert saved["overall"]["panels"] == 3 and saved["passed"] == every_target
+    printed = json.loads(result.output.strip().splitlines()[-1])
+    assert printed["passed"] == every_target and printed["overall"] == saved["overall"]
+
+
+def test_prep_set_takes_the_section_prefix_and_refuses_another_section(raw, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["prep", str(raw), str(out), "--resolution", "64",
+                                      "--set", "prep.pad_mode=white", "--set", "prep.class_word=no"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "report.json").read_text())["config"]
+    assert config["pad_mode"] == "white" and config["class_word"] == "no"
+    result = CliRunner().invoke(cli, ["prep", str(raw), str(tmp_path / "o2"), "--set", "train.rank=8"])
+    assert result.exit_code == 2 and "'train.rank'" in result.output and "section 'prep'" in result.output

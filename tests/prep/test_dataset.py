@@ -1,7 +1,10 @@
 import json
+import os
 from pathlib import Path
 
-from fitad.prep.dataset import CropRecord, DatasetStore, ItemRecord, output_stems
+import pytest
+
+from fitad.prep.dataset import CropRecord, DatasetStore, ItemRecord, UnsafePathError, output_stems
 
 
 def test_output_stems_disambiguate_shared_stems():
@@ -57,3 +60,56 @@ def test_output_stems_never_collide():
     assert stems["y-fig1.png"] == "y_fig1"  # -figN is kept for the crops of a multi-figure "y.png"
     assert stems["a b.png"] == "a_b_png" and stems["a_b.png"] == "a_b_png_2"  # same cleaned stem and extension
     assert output_stems([Path(n) for n in reversed(names)]) == stems  # independent of listing order
+
+
+def _tampered_state(tmp_path, rel: str) -> tuple[DatasetStore, Path]:
+    """A state record for x.png whose crop path is ``rel``, and a victim file outside the dataset."""
+    store = DatasetStore(tmp_path / "out")
+    store.prepare_dirs()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    record = ItemRecord(input="x.png", status="ok", sha256="abc", fingerprint="f1",
+                        crops=[CropRecord(rel, "images/x.txt", "sks", [0, 0, 1, 1], [0, 0, 1, 1])])
+    store.save_record(record)
+    return store, victim
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute"])
+def test_state_paths_outside_the_dataset_are_refused(tmp_path, kind):
+    victim_rel = "../victim.txt" if kind == "dotdot" else str(tmp_path / "victim.txt")
+    store, victim = _tampered_state(tmp_path, victim_rel)
+    record = store.load_record("x.png")
+    with pytest.raises(UnsafePathError, match=r"x\.png\.json.*x\.png.*victim\.txt.*outside"):
+        store.prune(set())
+    assert victim.read_text() == "keep me"
+    with pytest.raises(UnsafePathError, match="victim"):
+        store.remove_stale(record, ItemRecord(input="x.png"))
+    with pytest.raises(UnsafePathError, match="victim"):
+        store.up_to_date(record, "abc", "f1")
+    assert victim.read_text() == "keep me"
+
+
+def test_state_paths_through_a_symlink_out_are_refused(tmp_path):
+    store, victim = _tampered_state(tmp_path, "images/link.txt")
+    os.symlink(victim, store.images / "link.txt")
+    with pytest.raises(UnsafePathError, match=r"images/link\.txt.*outside"):
+        store.prune(set())
+    assert victim.read_text() == "keep me"
+
+
+def test_a_symlinked_images_folder_pointing_out_is_refused(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out").mkdir()
+    os.symlink(elsewhere, tmp_path / "out" / "images")
+    with pytest.raises(UnsafePathError, match="images.*outside"):
+        DatasetStore(tmp_path / "out").prepare_dirs()
+
+
+def test_check_state_finds_a_bad_record_before_anything_is_deleted(tmp_path):
+    store, victim = _tampered_state(tmp_path, "../victim.txt")
+    good = make_record(store, name="a.png")
+    store.save_record(good)
+    with pytest.raises(UnsafePathError, match="victim"):
+        store.check_state()
+    assert (store.images / "x.png").is_file() and victim.is_file()

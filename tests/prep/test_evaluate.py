@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from fitad.prep.config import PrepConfig
-from fitad.prep.evaluate import aggregate, box_coverage, box_inside, check_targets, evaluate, list_panels, mask_iou
+from fitad.prep.evaluate import (TARGETS, aggregate, box_coverage, box_inside, check_targets, evaluate, list_panels,
+                                 mask_iou)
 
 
 def test_metric_helpers():
@@ -21,15 +22,18 @@ def test_metric_helpers():
                                       "mean_iou": True}
 
 
-def test_quality_floors_on_synth(synth_dir):
-    """Conservative floors of the targets (recall >= .90, residual <= .05, crop recall >= .95, IoU >= .80)."""
+def test_quality_meets_the_targets_on_synth(synth_dir):
+    """The floors are the targets themselves: recall >= .90, residual <= .05, crop recall >= .95, IoU >= .80."""
+    assert TARGETS == {"text_box_recall": (">=", 0.90), "residual_text": ("<=", 0.05),
+                       "crop_recall": (">=", 0.95), "mean_iou": (">=", 0.80)}
     report = evaluate(PrepConfig(), synth_dir)
     o = report.overall
     assert o["panels"] == 8 and len(list_panels(synth_dir)) == 8
-    assert o["text_box_recall"] >= 0.80
-    assert o["residual_text"] <= 0.10
-    assert o["crop_recall"] >= 0.85
-    assert o["mean_iou"] >= 0.75
+    assert o["text_box_recall"] >= 0.90
+    assert o["residual_text"] <= 0.05
+    assert o["crop_recall"] >= 0.95
+    assert o["mean_iou"] >= 0.80
+    assert report.passed == {k: True for k in TARGETS} and report.all_passed
     assert report.backends["segmenter"] == "opencv"
     assert json.loads(json.dumps(report.to_dict()))["passed"] == report.passed
 

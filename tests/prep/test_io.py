@@ -117,3 +117,24 @@ def test_list_inputs_ignores_json_masks_and_hidden(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         list_inputs(tmp_path / "nope")
 
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_colour_keyed_transparency_is_composited_on_white(mode):
+    # tRNS on a truecolour or grey PNG: one colour (black here) means "transparent".
+    arr = np.zeros((40, 40, 3), np.uint8)
+    arr[10:30, 10:30] = (200, 40, 40)
+    img = Image.fromarray(arr).convert(mode)
+    loaded = load_image(png_bytes(img, transparency=(0, 0, 0) if mode == "RGB" else 0))
+    assert loaded.rgb[0, 0].tolist() == [255, 255, 255]
+    assert loaded.rgb[20, 20].tolist() == list(np.asarray(img.convert("RGB"))[20, 20])
+    assert loaded.alpha is not None and loaded.alpha[0, 0] == 0 and loaded.alpha[20, 20] == 255
+    assert any("transparent" in n for n in loaded.notes)
+
+
+def test_dark_16bit_grayscale_keeps_its_scale():
+    # 16-bit values all below 256 are still 16-bit data: 200/65535 is nearly black, not 200/255.
+    loaded = load_image(png_bytes(Image.fromarray(np.full((40, 40), 200, np.uint16))))
+    assert loaded.rgb[0, 0].tolist() == [1, 1, 1]
+    mid = load_image(png_bytes(Image.fromarray(np.full((40, 40), 32768, np.uint16))))
+    assert mid.rgb[0, 0].tolist() == [128, 128, 128]

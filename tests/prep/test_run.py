@@ -1,6 +1,10 @@
 import io
 import json
+import os
 import shutil
+import sys
+from collections import Counter
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -129,3 +133,135 @@ def test_a_new_backend_found_by_auto_makes_a_rerun_reprocess(inputs, tmp_path, m
     second = prepare(cfg, inputs, tmp_path / "out")
     assert not any(r.resumed for r in second.items)
     assert second.backends["used"][0]["segmenter"].startswith("rembg")
+
+
+# ---------------------------------------------------------------- input files: size cap, one read, unknown files
+
+_OPENS: list[str] = []
+_WATCH: dict[str, bool] = {"on": False}
+
+
+def _audit(event, args):
+    if _WATCH["on"] and event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
+        _OPENS.append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture
+def opened():
+    """Paths opened (any mode) while the test runs, from Python's audit hook."""
+    _OPENS.clear()
+    _WATCH["on"] = True
+    yield _OPENS
+    _WATCH["on"] = False
+
+
+def _panel_inputs(synth_dir, src, n=2):
+    src.mkdir()
+    for i in range(n):
+        shutil.copy(synth_dir / f"panel_{i:04d}.png", src)
+    return src
+
+
+def test_each_input_is_read_once_and_an_unchanged_rerun_reads_none(synth_dir, tmp_path, opened):
+    src = _panel_inputs(synth_dir, tmp_path / "in")
+    inputs = {str(p) for p in src.iterdir()}
+    cfg = PrepConfig(resolution=64)
+    opened.clear()
+    first = prepare(cfg, src, tmp_path / "out")
+    assert first.totals["ok"] == 2
+    assert Counter(p for p in opened if p in inputs) == Counter({p: 1 for p in inputs})
+    opened.clear()
+    second = prepare(cfg, src, tmp_path / "out")
+    assert all(r.resumed for r in second.items) and not [p for p in opened if p in inputs]
+    # touched, same content (a git/DVC checkout): read once, recognised by its hash, not processed again
+    touched = src / "panel_0000.png"
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    image = tmp_path / "out" / first.items[0].crops[0].image
+    stamp = image.stat().st_mtime_ns
+    opened.clear()
+    third = prepare(cfg, src, tmp_path / "out")
+    assert all(r.resumed for r in third.items) and [p for p in opened if p in inputs] == [str(touched)]
+    assert image.stat().st_mtime_ns == stamp
+    opened.clear()
+    assert all(r.resumed for r in prepare(cfg, src, tmp_path / "out").items) and not opened.count(str(touched))
+
+
+def test_files_above_max_file_bytes_are_refused_before_reading(synth_dir, tmp_path, opened):
+    src = _panel_inputs(synth_dir, tmp_path / "in")
+    big = src / "panel_0001.png"
+    limit = big.stat().st_size - 1
+    assert (src / "panel_0000.png").stat().st_size <= limit
+    opened.clear()
+    report = prepare(PrepConfig(resolution=64, max_file_bytes=limit), src, tmp_path / "out")
+    by_name = {r.input: r for r in report.items}
+    assert by_name["panel_0000.png"].status == "ok"
+    rec = by_name["panel_0001.png"]
+    assert rec.status == "failed" and "prep.max_file_bytes" in rec.reason and f"{limit:,}" in rec.reason
+    assert str(big) not in opened
+    assert report.exit_code == 1
+
+
+def test_max_file_bytes_is_a_prep_setting():
+    from fitad.config import ConfigError, load_section
+
+    root = Path(__file__).resolve().parents[2]
+    assert load_section(PrepConfig, root / "params.yaml").max_file_bytes == PrepConfig().max_file_bytes
+    with pytest.raises(ConfigError, match=r"prep\.max_file_bytes = 0 is out of range"):
+        PrepConfig(max_file_bytes=0)
+
+
+def test_unsupported_and_unknown_files_are_listed_with_a_reason(synth_dir, tmp_path):
+    src = _panel_inputs(synth_dir, tmp_path / "in", n=1)
+    (src / "phone.HEIC").write_bytes(b"\0\0\0\x18ftypheic" + b"\0" * 64)
+    (src / "notes.txt").write_text("hello")
+    (src / "panel_0000.json").write_text("{}")
+    (src / ".DS_Store").write_bytes(b"x")
+    (src / "masks").mkdir()
+    report = prepare(PrepConfig(resolution=64), src, tmp_path / "out")
+    by_name = {r.input: r for r in report.items}
+    assert by_name["phone.HEIC"].status == "skipped"
+    assert by_name["phone.HEIC"].reason == "HEIC is not supported: convert to JPEG/PNG"
+    ignored = {i["input"]: i["reason"] for i in report.ignored}
+    assert ignored == {"notes.txt": "not an image extension (.txt)", "panel_0000.json": "not an image extension (.json)",
+                       "masks": "a folder: only the top-level files of the input folder are read"}
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert {i["input"] for i in saved["ignored"]} == set(ignored) and saved["totals"]["ignored"] == 3
+    assert {i["input"]: i["status"] for i in saved["items"]} == {"panel_0000.png": "ok", "phone.HEIC": "skipped"}
+    assert report.exit_code == 0
+
+
+def test_avif_is_read_when_pillow_can_and_explained_when_not(synth_dir, tmp_path):
+    from PIL import features
+
+    src = _panel_inputs(synth_dir, tmp_path / "in", n=1)
+    rgb, _truth = figure_panel()
+    if features.check("avif"):
+        Image.fromarray(rgb).save(src / "photo.avif", quality=90)
+    else:
+        (src / "photo.avif").write_bytes(b"\0\0\0\x1cftypavif" + b"\0" * 64)
+    rec = {r.input: r for r in prepare(PrepConfig(resolution=64), src, tmp_path / "out").items}["photo.avif"]
+    if features.check("avif"):
+        assert rec.status == "ok", rec.reason
+    else:
+        assert rec.status == "skipped" and "AVIF" in rec.reason and "convert to JPEG/PNG" in rec.reason
+
+
+def test_a_tampered_state_record_stops_the_stage(synth_dir, tmp_path):
+    src = _panel_inputs(synth_dir, tmp_path / "in", n=1)
+    out = tmp_path / "out"
+    prepare(PrepConfig(resolution=64), src, out)
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"keep")
+    state = out / ".prep-state" / "panel_0000.png.json"
+    data = json.loads(state.read_text())
+    data["crops"][0]["image"] = "../victim.png"
+    state.write_text(json.dumps(data))
+    with pytest.raises(PrepError, match=r"panel_0000\.png\.json.*\.\./victim\.png.*outside"):
+        prepare(PrepConfig(resolution=64), src, out)
+    (src / "panel_0000.png").unlink()  # the input is gone: prune would delete the record's files
+    with pytest.raises(PrepError, match="victim"):
+        prepare(PrepConfig(resolution=64), src, out)
+    assert victim.read_bytes() == b"keep"

@@ -16,7 +16,8 @@ def config_options(func: F) -> F:
     """Add ``--params FILE`` and repeatable ``--set key=value`` to a command."""
     func = click.option(
         "--set", "overrides", multiple=True, metavar="KEY=VALUE",
-        help="Override one config key of this stage (repeatable), e.g. --set rank=16.")(func)
+        help="Override one config key of this stage (repeatable), e.g. --set rank=16 or, as DVC writes it, "
+             "--set train.rank=16. A word the key takes stays that word: --set mixed_precision=no.")(func)
     func = click.option(
         "--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
         help="params.yaml to read (default: ./params.yaml or $FITAD_PARAMS).")(func)
@@ -25,7 +26,11 @@ def config_options(func: F) -> F:
 
 def build_config(cls: type, params_path: Path | None, overrides: tuple[str, ...],
                  **explicit: Any) -> Any:
-    """params.yaml section < --set overrides < explicit CLI options (None means 'not given')."""
-    merged = parse_overrides(overrides)
+    """params.yaml section < --set overrides < explicit CLI options (None means 'not given').
+
+    ``--set`` takes ``key=value`` or ``<section>.key=value``; a prefix naming another section than
+    ``cls.SECTION`` is a ConfigError naming both.
+    """
+    merged = parse_overrides(overrides, section=getattr(cls, "SECTION", None))
     merged.update({k: v for k, v in explicit.items() if v is not None})
     return load_section(cls, params_path, merged)

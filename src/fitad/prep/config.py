@@ -17,7 +17,8 @@ PAD_MODES = ("auto", "white", "black", "edge")
 DEVICES = ("auto", "cpu", "cuda")
 
 # Fields that do not change what is written for an input; they stay out of the resume fingerprint.
-_RUNTIME_ONLY = frozenset({"workers", "device", "allow_model_download"})
+# (max_file_bytes is checked on every run, before an input is read or resumed.)
+_RUNTIME_ONLY = frozenset({"workers", "device", "allow_model_download", "max_file_bytes"})
 
 
 @dataclasses.dataclass
@@ -57,6 +58,7 @@ class PrepConfig:
     split_figures: bool = True
     min_subject_side: int = 48
     # input safety
+    max_file_bytes: int = 200_000_000  # files above this size are refused from their size, before reading
     max_pixels: int = 64_000_000
     min_image_side: int = 32
     # execution
@@ -93,6 +95,7 @@ class PrepConfig:
         check_choice(s, "pad_mode", self.pad_mode, PAD_MODES)
         check_range(s, "figure_min_area", self.figure_min_area, lo=0.0, hi=0.5, lo_open=True)
         check_range(s, "min_subject_side", self.min_subject_side, lo=1, hi=4096)
+        check_range(s, "max_file_bytes", self.max_file_bytes, lo=1, hi=2**40)
         check_range(s, "max_pixels", self.max_pixels, lo=4096, hi=2_000_000_000)
         check_range(s, "min_image_side", self.min_image_side, lo=8, hi=4096)
         check_range(s, "workers", self.workers, lo=1, hi=64)

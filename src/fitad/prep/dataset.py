@@ -8,7 +8,12 @@ Layout of ``OUTPUT_DIR``::
     .prep-state/<input name>.json           one record per input, written as soon as it is done
 
 The state records make an interrupted run resumable: an input whose content hash and config
-fingerprint match its record, and whose outputs still exist, is not processed again.
+fingerprint match its record, and whose outputs still exist, is not processed again. A record also
+keeps the input's size and modification time, so an unchanged input is recognised without being read.
+
+Paths read back from state records are checked before any file is read or deleted through them:
+one that leaves the output directory (``..``, an absolute path, a symlink pointing out) raises
+:class:`~fitad.paths.UnsafePathError` naming the state file, the record and the path.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from fitad.fsutil import atomic_write_json, atomic_write_text
+from fitad.paths import UnsafePathError, resolve_inside
+
+__all__ = ["CropRecord", "DatasetStore", "ItemRecord", "UnsafePathError", "output_stems"]
 
 STATUSES = ("ok", "skipped", "failed")
 STATE_DIR = ".prep-state"
@@ -46,6 +54,8 @@ class ItemRecord:
     reason: str = ""
     sha256: str = ""
     fingerprint: str = ""
+    size: int = 0          # bytes and modification time of the input when it was read (0: unknown)
+    mtime_ns: int = 0
     width: int = 0
     height: int = 0
     source_mode: str = ""
@@ -109,6 +119,10 @@ class DatasetStore:
         self.state = self.root / STATE_DIR
 
     def prepare_dirs(self) -> None:
+        """Create ``images/`` and ``.prep-state/``; either being a symlink out of the output dir is refused."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for name in (IMAGES_DIR, STATE_DIR):
+            resolve_inside(self.root, name, f"output directory {str(self.root)!r}")
         self.images.mkdir(parents=True, exist_ok=True)
         self.state.mkdir(parents=True, exist_ok=True)
 
@@ -120,27 +134,49 @@ class DatasetStore:
     def load_record(self, input_name: str) -> ItemRecord | None:
         path = self._state_path(input_name)
         try:
-            return ItemRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError, KeyError):
+            record = ItemRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None  # absent or unreadable (e.g. written by an older version): process again
+        # a record filed under another input's name is not this input's record
+        return record if record.input == input_name else None
+
+    def output_paths(self, record: ItemRecord) -> list[Path]:
+        """The record's output files as paths, each checked to lie inside the output directory.
+
+        Raises UnsafePathError naming the state file, the record and the offending path.
+        """
+        source = f"{self._state_path(record.input)}: record of input {record.input!r}"
+        return [resolve_inside(self.root, rel, source) for rel in record.output_files()]
 
     def save_record(self, record: ItemRecord) -> None:
         atomic_write_text(self._state_path(record.input), json.dumps(record.to_dict(), ensure_ascii=False))
 
     def up_to_date(self, previous: ItemRecord | None, sha256: str, fingerprint: str) -> bool:
         """Same content, same config, finished (not failed), and its outputs are still there."""
-        return (previous is not None and previous.sha256 == sha256 and previous.fingerprint == fingerprint
+        return (previous is not None and previous.sha256 == sha256 and self.reusable(previous, fingerprint))
+
+    def reusable(self, previous: ItemRecord | None, fingerprint: str) -> bool:
+        """Same config, finished (not failed), and its outputs are still there (content not compared)."""
+        return (previous is not None and previous.fingerprint == fingerprint
                 and previous.status in ("ok", "skipped")
-                and all((self.root / p).is_file() for p in previous.output_files()))
+                and all(p.is_file() for p in self.output_paths(previous)))
 
     def remove_stale(self, previous: ItemRecord | None, current: ItemRecord) -> None:
         """Delete outputs an earlier run wrote for this input that the new run did not write again."""
         if previous is None:
             return
         keep = set(current.output_files())
-        for rel in previous.output_files():
+        for rel, path in zip(previous.output_files(), self.output_paths(previous)):
             if rel not in keep:
-                (self.root / rel).unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
+
+    def check_state(self) -> None:
+        """Check every state record's paths (UnsafePathError naming the first bad one); changes nothing."""
+        if self.state.is_dir():
+            for path in sorted(self.state.glob("*.json")):
+                record = self.load_record(path.name[:-len(".json")])
+                if record is not None:
+                    self.output_paths(record)
 
     def prune(self, current_inputs: set[str]) -> list[str]:
         """Drop state and outputs of inputs that are no longer in the input directory."""
@@ -152,8 +188,8 @@ class DatasetStore:
             if name in current_inputs:
                 continue
             record = self.load_record(name)
-            for rel in record.output_files() if record else []:
-                (self.root / rel).unlink(missing_ok=True)
+            for output in self.output_paths(record) if record else []:
+                output.unlink(missing_ok=True)
             path.unlink(missing_ok=True)
             removed.append(name)
         return removed

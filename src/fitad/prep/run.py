@@ -4,6 +4,13 @@ The CLI (``fitad prep``), the DVC stage and the Kubeflow components all call :fu
 steps it chains (:func:`process_image`) are also importable one by one. With ``workers > 1`` the
 inputs are spread over a process pool whose initializer loads the backends (detector, segmenter,
 captioner) once per worker; each worker then keeps them for every image it handles.
+
+Each input is read once: its size is checked from ``stat`` (``prep.max_file_bytes``) before anything
+is read, an input whose size and modification time match its state record is resumed without being
+read, and any other input is read whole once by the worker, which hashes and decodes the same bytes
+(content identical to the record: resumed without processing). Pictures in formats the stage cannot
+read (HEIC, ...) are reported as skipped with the reason; other entries of the input folder are
+listed under ``ignored`` in the report.
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ from fitad.prep.config import PrepConfig
 from fitad.prep.crop import Box, Figure, crop_square, find_figures, square_box
 from fitad.prep.dataset import IMAGES_DIR, CropRecord, DatasetStore, ItemRecord, output_stems
 from fitad.fsutil import atomic_write_bytes, atomic_write_text
-from fitad.prep.io import (ImageLoadError, encode_png, list_inputs,
-                           load_image, sha256_bytes)
+from fitad.paths import UnsafePathError
+from fitad.prep.io import (ImageLoadError, check_file_bytes, encode_png, load_image, read_input, scan_inputs,
+                           sha256_bytes)
 from fitad.prep.segment import Segmenter, make_segmenter, resolve_segmenter
 from fitad.prep.text import TextDetector, drop_line_art, make_text_detector, remove_text, resolve_text_detector
 
@@ -186,25 +194,39 @@ def no_subject_reason(mask: np.ndarray, config: PrepConfig) -> str:
 class FileTask:
     path: str
     stem: str
-    sha256: str
     fingerprint: str
     output_dir: str
+    size: int = 0       # stat of the input taken before it is read (recorded for the next run)
+    mtime_ns: int = 0
+    previous: ItemRecord | None = None  # up-to-date record of an earlier run, reused if the content is the same
 
 
 def process_file(task: FileTask, config: PrepConfig, backends: Backends, worker: dict[str, Any]) -> ItemRecord:
-    """Run one input file through the steps and write its crops; never raises for bad input."""
-    record = ItemRecord(input=Path(task.path).name, sha256=task.sha256, fingerprint=task.fingerprint,
-                        backends=backends.names(), worker=dict(worker))
+    """Read one input file once, hash and decode it, run the steps and write its crops.
+
+    Never raises for bad input. When the bytes hash to ``task.previous``'s content, that record is
+    returned (marked resumed) and nothing is processed again.
+    """
+    record = ItemRecord(input=Path(task.path).name, fingerprint=task.fingerprint, size=task.size,
+                        mtime_ns=task.mtime_ns, backends=backends.names(), worker=dict(worker))
     timer = _StepTimer()
     try:
-        data = Path(task.path).read_bytes()
-        loaded = load_image(data, record.input, max_pixels=config.max_pixels, min_side=config.min_image_side)
+        data = read_input(task.path, config.max_file_bytes)
     except ImageLoadError as exc:
         record.reason = str(exc)
         return record
     except OSError as exc:
         record.reason = f"cannot read file: {exc.strerror or exc}"
         return record
+    record.sha256 = sha256_bytes(data)
+    if task.previous is not None and task.previous.sha256 == record.sha256:
+        return dataclasses.replace(task.previous, size=task.size, mtime_ns=task.mtime_ns, resumed=True)
+    try:
+        loaded = load_image(data, record.input, max_pixels=config.max_pixels, min_side=config.min_image_side)
+    except ImageLoadError as exc:
+        record.reason = str(exc)
+        return record
+    del data
     timer.lap("load")
     record.width, record.height = loaded.size
     record.source_mode, record.notes = loaded.source_mode, loaded.notes
@@ -333,6 +355,8 @@ class PrepReport:
     totals: dict[str, Any]
     backends: dict[str, Any]
     config: dict[str, Any]
+    # entries of the input folder that are not images ({"input": name, "reason": why}), e.g. .json, sub-folders
+    ignored: list[dict[str, str]] = dataclasses.field(default_factory=list)
 
     @property
     def failed(self) -> list[ItemRecord]:
@@ -345,21 +369,30 @@ class PrepReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": __version__, "output_dir": self.output_dir, "totals": self.totals,
-                "backends": self.backends, "config": self.config, "items": [r.to_dict() for r in self.items]}
+                "backends": self.backends, "config": self.config, "items": [r.to_dict() for r in self.items],
+                "ignored": self.ignored}
 
 
-def summarize(items: list[ItemRecord], elapsed_s: float, workers: int) -> dict[str, Any]:
-    """Counts, throughput and mean per-step timings of the items processed in this run."""
-    processed = [r for r in items if not r.resumed]
-    timed = [r for r in processed if r.status != "failed" or r.timings_ms]
+def summarize(items: list[ItemRecord], elapsed_s: float, workers: int, *, unsupported: Iterable[str] = (),
+              ignored: int = 0) -> dict[str, Any]:
+    """Counts, throughput and mean per-step timings of the items processed in this run.
+
+    ``unsupported``: names of the items in a format the stage does not read (counted, not processed);
+    ``ignored``: how many non-image entries the input folder had.
+    """
+    unsupported = set(unsupported)
+    processed = [r for r in items if not r.resumed and r.input not in unsupported]
+    timed = [r for r in processed if r.timings_ms]
     step_ms = {s: round(float(np.mean([r.timings_ms.get(s, 0.0) for r in timed])), 1) for s in STEPS} \
         if timed else {}
     pids = sorted({r.worker.get("pid") for r in processed if r.worker.get("pid")})
     return {
         "inputs": len(items),
         **{s: sum(r.status == s for r in items) for s in ("ok", "skipped", "failed")},
-        "resumed": len(items) - len(processed),
+        "resumed": sum(r.resumed for r in items),
         "processed": len(processed),
+        "unsupported": len(unsupported),
+        "ignored": ignored,
         "images_written": sum(len(r.crops) for r in items if r.status == "ok"),
         "workers": workers,
         "worker_pids": pids,
@@ -387,38 +420,52 @@ def prepare(config: PrepConfig, input_dir: str | os.PathLike, output_dir: str | 
     Inputs whose content and config are unchanged since an earlier run are skipped (``force``
     processes everything again). ``on_start(total, to_process)`` and ``on_item(record)`` report
     progress. Bad inputs become failed/skipped records with a reason; the batch always goes on.
+    A state record whose paths leave the output directory stops the stage (PrepError naming it)
+    before any file is read or deleted.
     """
     try:
-        inputs = list_inputs(input_dir)
+        scan = scan_inputs(input_dir)
     except FileNotFoundError as exc:
         raise PrepError(str(exc)) from None
+    inputs = scan.images
     out = Path(output_dir)
     if out.resolve() == Path(input_dir).resolve():
         raise PrepError("the output directory must differ from the input directory")
     store = DatasetStore(out)
-    store.prepare_dirs()
+    try:
+        store.prepare_dirs()
+        store.check_state()  # every record, before prune or any task may delete through one
+    except UnsafePathError as exc:
+        raise PrepError(f"unsafe output directory or state record, nothing was changed: {exc}") from None
     store.prune({p.name for p in inputs})
+    previous_records = {p.name: store.load_record(p.name) for p in inputs}
     stems = output_stems(inputs)
     fingerprint = resolved_fingerprint(config)
     records: dict[str, ItemRecord] = {}
-    previous_records: dict[str, ItemRecord | None] = {}
     tasks: list[FileTask] = []
-    resumed: list[ItemRecord] = []
+    refused: list[ItemRecord] = []
     for path in inputs:
+        previous = previous_records[path.name]
         try:
-            sha = sha256_bytes(path.read_bytes())
-        except OSError as exc:
-            records[path.name] = ItemRecord(input=path.name, reason=f"cannot read file: {exc.strerror or exc}")
+            st = path.stat()
+            check_file_bytes(st.st_size, config.max_file_bytes)
+        except ImageLoadError as exc:
+            refused.append(ItemRecord(input=path.name, reason=str(exc), fingerprint=fingerprint))
             continue
-        previous = previous_records[path.name] = store.load_record(path.name)
-        if not force and store.up_to_date(previous, sha, fingerprint):
-            previous.resumed = True
+        except OSError as exc:
+            refused.append(ItemRecord(input=path.name, reason=f"cannot read file: {exc.strerror or exc}"))
+            continue
+        reusable = not force and store.reusable(previous, fingerprint)
+        if reusable and previous.size == st.st_size and previous.mtime_ns == st.st_mtime_ns and previous.size:
+            previous.resumed = True  # same size and modification time: not read at all
             records[path.name] = previous
-            resumed.append(previous)
         else:
-            tasks.append(FileTask(str(path), stems[path.name], sha, fingerprint, str(out.resolve())))
+            tasks.append(FileTask(str(path), stems[path.name], fingerprint, str(out.resolve()), st.st_size,
+                                  st.st_mtime_ns, previous if reusable else None))
+    unsupported = [ItemRecord(input=p.name, status="skipped", reason=reason) for p, reason in scan.unsupported]
+    total = len(inputs) + len(unsupported)
     if on_start:
-        on_start(len(inputs), len(tasks))
+        on_start(total, total - len(records))
     for record in list(records.values()):
         if on_item:
             on_item(record)
@@ -429,20 +476,29 @@ def prepare(config: PrepConfig, input_dir: str | os.PathLike, output_dir: str | 
         for key, note in (record.worker.pop("backend_notes", None) or {}).items():
             backend_notes.setdefault(key, set()).add(note)
         store.remove_stale(previous_records.get(record.input), record)
-        store.save_record(record)
+        store.save_record(dataclasses.replace(record, resumed=False))
         records[record.input] = record
         if on_item:
             on_item(record)
 
+    for record in refused:
+        finish(record)
+    for record in unsupported:
+        records[record.input] = record
+        if on_item:
+            on_item(record)
     start = time.perf_counter()
     run_tasks(process_file, tasks, config, workers=config.workers, on_result=finish)
     elapsed = time.perf_counter() - start
-    items = [records[p.name] for p in inputs]
+    items = [records[name] for name in sorted(records)]
     store.write_metadata(items)
     backends = sorted({tuple(sorted(r.backends.items())) for r in items if r.backends})
-    report = PrepReport(output_dir=str(out), items=items, totals=summarize(items, elapsed, config.workers),
+    ignored = [{"input": name, "reason": reason} for name, reason in scan.ignored]
+    report = PrepReport(output_dir=str(out), items=items,
+                        totals=summarize(items, elapsed, config.workers, unsupported=[r.input for r in unsupported],
+                                         ignored=len(ignored)),
                         backends={"used": [dict(b) for b in backends],
                                   "why": {k: sorted(v) for k, v in backend_notes.items()}},
-                        config=to_dict(config))
+                        config=to_dict(config), ignored=ignored)
     store.write_report(report.to_dict())
     return report

@@ -6,7 +6,13 @@ Layout (written by the prep stage): ``DATASET_DIR/images/<stem>.png`` with a koh
 images and its ``text`` wins; a missing or empty text falls back to the ``.txt`` file.
 
 :func:`load_dataset` reads only file headers and captions, so every problem (empty dataset, image
-without caption, unreadable or too-small image) is reported, all at once, before a model is loaded.
+without caption, unreadable or too-small image, a path that leaves the dataset directory) is
+reported, all at once, before a model is loaded. Paths from ``metadata.jsonl``, and symlinked
+images or captions, must stay inside the dataset directory.
+
+Pixels are decoded by :func:`fitad.images.load_image`, the loader the prep stage uses: EXIF
+orientation applied, 16-bit data scaled, transparency (alpha, palette, colour key) composited on
+white, so training sees exactly what prep saw. Sizes are the displayed sizes (after EXIF rotation).
 
 Resize rule: each image is scaled (Lanczos) so it covers its target size, then center-cropped.
 The target is ``resolution × resolution``, or with ``aspect_buckets`` the bucket of about
@@ -26,11 +32,18 @@ from typing import TYPE_CHECKING, Sequence
 
 from PIL import Image
 
+from fitad.images import ImageLoadError, image_size
+from fitad.images import load_image as decode_image
+from fitad.paths import path_problem
+
 if TYPE_CHECKING:
     import torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 BUCKET_STEP = 64
+# Largest training image accepted, in pixels: Pillow's own decompression-bomb limit, which the
+# training loader has always applied (prep caps its outputs far below it).
+MAX_PIXELS = 2 * 89_478_485
 
 
 class DatasetError(ValueError):
@@ -62,9 +75,15 @@ class TrainDataset:
 
 # ---------------------------------------------------------------- discovery and validation
 
-def _read_caption_file(image_path: Path) -> str:
+def _read_caption_file(root: Path, image_path: Path, problems: list[str]) -> str:
     txt = image_path.with_suffix(".txt")
-    return txt.read_text(encoding="utf-8").strip() if txt.is_file() else ""
+    if not txt.is_file():
+        return ""
+    problem = path_problem(root, str(txt.relative_to(root)))
+    if problem:
+        problems.append(f"{txt}: caption file {problem}")
+        return ""
+    return txt.read_text(encoding="utf-8").strip()
 
 
 def _from_metadata(root: Path, metadata: Path, problems: list[str]) -> list[tuple[Path, str]]:
@@ -78,19 +97,29 @@ def _from_metadata(root: Path, metadata: Path, problems: list[str]) -> list[tupl
         except (json.JSONDecodeError, KeyError, TypeError):
             problems.append(f"{metadata}:{lineno}: not a JSON object with a 'file_name' key")
             continue
+        problem = path_problem(root, file_name)
+        if problem:
+            problems.append(f"{metadata}:{lineno}: file_name {problem}")
+            continue
         path = root / file_name
         if not path.is_file():
             problems.append(f"{metadata}:{lineno}: image {file_name!r} does not exist")
             continue
         text = str(record.get("text") or "").strip()
-        items.append((path, text or _read_caption_file(path)))
+        items.append((path, text or _read_caption_file(root, path, problems)))
     return items
 
 
-def _from_folder(root: Path) -> list[tuple[Path, str]]:
+def _from_folder(root: Path, problems: list[str]) -> list[tuple[Path, str]]:
     folder = root / "images" if (root / "images").is_dir() else root
-    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    return [(p, _read_caption_file(p)) for p in paths]
+    items: list[tuple[Path, str]] = []
+    for p in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+        problem = path_problem(root, str(p.relative_to(root)))
+        if problem:
+            problems.append(f"{p}: image {problem}")
+            continue
+        items.append((p, _read_caption_file(root, p, problems)))
+    return items
 
 
 def _read_trigger(root: Path) -> str | None:
@@ -117,7 +146,7 @@ def load_dataset(dataset_dir: str | Path, resolution: int, *, aspect_buckets: bo
         raise DatasetError(f"dataset directory {str(root)!r} does not exist")
     problems: list[str] = []
     metadata = root / "metadata.jsonl"
-    items = _from_metadata(root, metadata, problems) if metadata.is_file() else _from_folder(root)
+    items = _from_metadata(root, metadata, problems) if metadata.is_file() else _from_folder(root, problems)
     if not items and not problems:
         raise DatasetError(f"dataset {str(root)!r} is empty: no {'/'.join(IMAGE_SUFFIXES)} images under "
                            f"{str(root / 'images')!r} and no metadata.jsonl")
@@ -126,10 +155,13 @@ def load_dataset(dataset_dir: str | Path, resolution: int, *, aspect_buckets: bo
     targets: list[tuple[int, int]] = []
     for path, caption in items:
         try:
-            with Image.open(path) as img:
-                size = img.size
-        except (OSError, Image.DecompressionBombError) as exc:
+            size = image_size(path)
+        except (OSError, ImageLoadError) as exc:
             problems.append(f"{path}: not a readable image ({exc})")
+            continue
+        if size[0] * size[1] > MAX_PIXELS:
+            problems.append(f"{path}: {size[0]}x{size[1]} px is above the {MAX_PIXELS:,} pixels a training "
+                            f"image may have (scale it down, e.g. with fitad prep)")
             continue
         if not caption:
             problems.append(f"{path}: no caption (expected {path.with_suffix('.txt').name} or a 'text' "
@@ -193,14 +225,17 @@ def cover_scale(size: tuple[int, int], target: tuple[int, int]) -> float:
 
 
 def load_image(path: Path, target: tuple[int, int], flip: bool = False) -> Image.Image:
-    """Open, flatten transparency onto white, scale to cover ``target`` and center-crop to it."""
-    with Image.open(path) as img:
-        img.load()
-        if img.mode in ("RGBA", "LA", "P"):
-            rgba = img.convert("RGBA")
-            canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(canvas, rgba)
-        img = img.convert("RGB")
+    """Decode with the project's loader (:func:`fitad.images.load_image`: EXIF orientation, 16-bit,
+    transparency on white), scale to cover ``target`` and center-crop to it.
+
+    Raises DatasetError naming the file when it cannot be decoded.
+    """
+    path = Path(path)
+    try:
+        loaded = decode_image(path.read_bytes(), path.name, max_pixels=MAX_PIXELS, min_side=1, section="train")
+    except (OSError, ImageLoadError) as exc:
+        raise DatasetError(f"{path}: cannot load the training image: {exc}") from None
+    img = Image.fromarray(loaded.rgb)
     scale = cover_scale(img.size, target)
     new_size = (max(target[0], round(img.width * scale)), max(target[1], round(img.height * scale)))
     if new_size != img.size:
