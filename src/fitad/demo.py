@@ -45,12 +45,8 @@ class DemoConfig:
 def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
              say: Callable[[str], None] = print) -> dict:
     """Run every stage into ``out_dir`` and return (and write) a summary of what was done."""
-    import torch
-    from diffusers import StableDiffusionPipeline
-
     from fitad import zoo
     from fitad.lora.export import export_kohya
-    from fitad.lora.load import load_lora_into_pipeline
     from fitad.prep.config import PrepConfig
     from fitad.prep.run import prepare
     from fitad.synth import synthesize
@@ -103,15 +99,21 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
     step("kohya export", started, file=str(exported), kb=round(exported.stat().st_size / 1024, 1))
 
     started = time.perf_counter()
-    pipe = StableDiffusionPipeline.from_pretrained(base_dir)
-    pipe.set_progress_bar_config(disable=True)
-    load_lora_into_pipeline(pipe, exported)
-    image = pipe(f"{cfg.trigger} {cfg.class_word}, ad poster", num_inference_steps=8,
-                 height=cfg.resolution, width=cfg.resolution,
-                 generator=torch.Generator().manual_seed(cfg.seed)).images[0]
+    # Render as the LoRA was trained: the clip skip recorded in the exported file (training's, A1111 convention).
+    from PIL import Image
+
+    from fitad.generate.config import RenderConfig
+    from fitad.generate.renderer import Renderer
+    from fitad.lora.load import read_lora_meta
+
+    clip_skip = read_lora_meta(exported).clip_skip or RenderConfig().clip_skip
+    render_cfg = RenderConfig(base_model=cfg.base_model, inpaint_model=None, steps=8, clip_skip=clip_skip)
+    rendered = Renderer(render_cfg).txt2img(f"{cfg.trigger} {cfg.class_word}, ad poster", width=cfg.resolution,
+                                            height=cfg.resolution, seed=cfg.seed, lora=str(exported))
     sample = out / "sample.png"
-    image.save(sample)
-    step("render with the exported LoRA", started, image=str(sample), size=f"{image.width}x{image.height}")
+    Image.fromarray(rendered.image).save(sample)
+    step("render with the exported LoRA", started, image=str(sample), size=f"{rendered.width}x{rendered.height}",
+         clip_skip=clip_skip)
 
     # Ads from real photographs (scikit-image ships them): a product ad and a person ad with the trained LoRA.
     from skimage import data as photos

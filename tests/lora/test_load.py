@@ -39,10 +39,12 @@ def test_sd15_kohya_file_with_per_module_alphas(make_adapter, fresh_pipeline, tm
     assert max_abs_diff(render(pipe), adapter.reference) < TOL
 
 
-@pytest.mark.parametrize("family", ["sd15", "flux"])
-def test_lokr_dir_and_lycoris_file_load_like_the_peft_adapter(make_adapter, fresh_pipeline, tmp_path, family):
-    adapter = make_adapter(family=family, adapter_type="lokr", rank=2, alpha=3.0, text_encoder=True,
-                           extra={"decompose_both": True})
+@pytest.mark.parametrize("family, rank, extra", [("sd15", 2, {"decompose_both": True}),
+                                                 ("flux", 2, {"decompose_both": True}),
+                                                 ("sd15", 8, {})])  # two full factors: .alpha = rank, ignored
+def test_lokr_dir_and_lycoris_file_load_like_the_peft_adapter(make_adapter, fresh_pipeline, tmp_path, family,
+                                                              rank, extra):
+    adapter = make_adapter(family=family, adapter_type="lokr", rank=rank, alpha=3.0, text_encoder=True, extra=extra)
     assert max_abs_diff(adapter.reference, adapter.base) > 1e-3
     out = export_kohya(adapter.lora_dir, tmp_path / "lokr.safetensors")
     for source in (adapter.lora_dir, out):

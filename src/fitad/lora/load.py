@@ -24,10 +24,10 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from fitad.lora.export import (ADAPTER_METADATA_KEY, DENOISER, FAMILIES, INFO_FILE, PEFT_DIR, WEIGHTS_FILE,
-                               ExportError, adapter_configs, fix_text_encoder_dora_keys, flux_module_name,
-                               group_lora_modules, has_text_encoder_dora, kohya_alpha, kohya_module_name,
-                               load_safetensors, most_common, read_lora_info, read_peft_dir)
+from fitad.lora.files import adapter_configs, group_lora_modules, load_safetensors, read_lora_info, read_peft_dir
+from fitad.lora.format import (ADAPTER_METADATA_KEY, DENOISER, FAMILIES, INFO_FILE, PEFT_DIR, WEIGHTS_FILE,
+                               LoraFormatError, bake_lokr_alpha, exported_module_name, fix_text_encoder_dora_keys,
+                               has_text_encoder_dora, kohya_alpha, most_common)
 
 DEFAULT_ADAPTER_NAME = "fitad"
 _FAMILY_FROM_BASE_VERSION = {"sd_v1": "sd15", "flux1": "flux"}
@@ -50,6 +50,7 @@ class LoraMeta:
     rank: int | None
     alpha: float | None
     header: dict[str, str]      # the raw safetensors header (files) or fitad_lora.json (directories)
+    clip_skip: int | None = None  # the clip skip it was trained with (SD1.5 family; A1111 convention)
 
 
 # ---------------------------------------------------------------- metadata
@@ -60,6 +61,10 @@ def _family_from_keys(keys: list[str]) -> str | None:
     if any(k.startswith(("transformer.", "lora_transformer_", "lycoris_")) for k in keys):
         return "flux"
     return None
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text and text.strip().isdigit() else None
 
 
 def _float(text: str | None) -> float | None:
@@ -76,7 +81,7 @@ def read_lora_meta(path: str | os.PathLike) -> LoraMeta:
     """
     try:
         return _read_lora_meta(Path(path))
-    except ExportError as exc:
+    except LoraFormatError as exc:
         raise LoraLoadError(str(exc)) from None
 
 
@@ -103,7 +108,8 @@ def _read_lora_meta(path: Path) -> LoraMeta:
         return LoraMeta(path=path, format="dir", family=family,
                         adapter_type=info.adapter_type if info else "lora",
                         base_model=info.base_model if info else None, trigger=info.trigger if info else None,
-                        rank=rank, alpha=alpha, header={k: str(v) for k, v in raw.items()})
+                        rank=rank, alpha=alpha, header={k: str(v) for k, v in raw.items()},
+                        clip_skip=info.clip_skip if info else None)
     if not path.is_file():
         raise LoraLoadError(f"{path}: no such LoRA file or directory")
     if path.suffix != ".safetensors":
@@ -127,8 +133,8 @@ def _read_lora_meta(path: Path) -> LoraMeta:
     return LoraMeta(path=path, format=fmt, family=family, adapter_type=adapter_type,
                     base_model=header.get("fitad_base_model") or header.get("ss_sd_model_name") or None,
                     trigger=header.get("fitad_trigger") or None,
-                    rank=int(rank) if rank and rank.isdigit() else None,
-                    alpha=_float(header.get("ss_network_alpha")), header=header)
+                    rank=_int(rank), alpha=_float(header.get("ss_network_alpha")), header=header,
+                    clip_skip=_int(header.get("ss_clip_skip")) or _int(header.get("modelspec.encoder_layer")))
 
 
 # ---------------------------------------------------------------- pipeline helpers
@@ -151,9 +157,8 @@ def exported_module_names(model: Any, component: str, family: str) -> dict[str, 
     """Exported name (kohya ``lora_unet_…`` or FLUX ``transformer.…``) -> module path, for every layer of ``model``."""
     import torch
 
-    to_name = kohya_module_name if family == "sd15" else flux_module_name
     layers = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)
-    return {to_name(component, name): name for name, module in model.named_modules()
+    return {exported_module_name(family, component, name): name for name, module in model.named_modules()
             if name and isinstance(module, layers)}
 
 
@@ -185,17 +190,6 @@ def _resolve_modules(pipe: Any, family: str, tensors: Mapping[str, Any],
     return out
 
 
-def _bake_lokr_alpha(params: dict[str, Any]) -> dict[str, Any]:
-    """LyCORIS semantics -> scale 1: multiply ``alpha / dim`` into the left factor when a factor is decomposed."""
-    params = dict(params)
-    alpha = params.pop("alpha", None)
-    rank_source = params.get("lokr_w2_b", params.get("lokr_w1_b"))
-    if alpha is not None and rank_source is not None:
-        left = "lokr_w1" if "lokr_w1" in params else "lokr_w1_a"
-        params[left] = params[left] * (float(alpha) / rank_source.shape[0])
-    return params
-
-
 def _inject_peft(model: Any, config: Any, state: Mapping[str, Any], adapter_name: str, source: Path) -> None:
     """Add ``config`` as ``adapter_name`` to a diffusers or transformers model and load ``state`` into it."""
     from peft import set_peft_model_state_dict
@@ -225,7 +219,7 @@ def _load_lokr_file(pipe: Any, family: str, tensors: Mapping[str, Any], adapter_
     modules = _resolve_modules(pipe, family, tensors, source)
     for component, by_module in modules.items():
         state = {f"{path}.{suffix}": tensor for path, params in by_module.items()
-                 for suffix, tensor in _bake_lokr_alpha(params).items()}
+                 for suffix, tensor in bake_lokr_alpha(params).items()}
         model = getattr(pipe, component)
         _inject_peft(model, _lokr_config(state, None), state, adapter_name, source)
 
@@ -233,7 +227,7 @@ def _load_lokr_file(pipe: Any, family: str, tensors: Mapping[str, Any], adapter_
 def _load_lokr_dir(pipe: Any, family: str, lora_dir: Path, adapter_name: str) -> None:
     try:
         components = read_peft_dir(lora_dir, family)
-    except ExportError as exc:
+    except LoraFormatError as exc:
         raise LoraLoadError(str(exc)) from None
     for component, (config, state) in components.items():
         model = getattr(pipe, component, None)
@@ -314,7 +308,7 @@ def load_lora_into_pipeline(pipe: Any, path_or_dir: str | os.PathLike, scale: fl
             pipe.load_lora_weights(str(path), adapter_name=adapter_name)
     except LoraLoadError:
         raise
-    except ExportError as exc:
+    except LoraFormatError as exc:
         raise LoraLoadError(str(exc)) from None
     except (ValueError, KeyError, RuntimeError) as exc:  # diffusers/PEFT rejecting the weights
         raise LoraLoadError(f"{path}: could not load the adapter into {type(pipe).__name__}: "

@@ -4,24 +4,35 @@ Output contract (read by export, serving and evaluation)::
 
     OUT_DIR/lora/pytorch_lora_weights.safetensors   LoRA/DoRA, diffusers-native (pipe.load_lora_weights(dir))
     OUT_DIR/lora/peft/                              LoKr: adapter_config.json + adapter_model.safetensors
-    OUT_DIR/lora/fitad_lora.json                    what was trained (family, base, rank, alpha, ...)
+    OUT_DIR/lora/fitad_lora.json                    what was trained (family, base, rank, alpha, clip skip, ...)
 
 LoKr is not a LoRA that diffusers' loaders accept, so it is stored in PEFT's own adapter format
 (the layout ``PeftModel.save_pretrained`` writes) and ``fitad_lora.json`` says so in ``weights``.
+
+Besides the adapter's shape, ``fitad_lora.json`` records what export metadata needs (:mod:`fitad.lora.metadata`):
+``clip_skip`` (SD1.5 family, A1111 convention; null for FLUX), ``training`` (the training config as used),
+``run`` (start/finish time, session id, resolved mixed precision, process count) and ``dataset`` (image count,
+kohya-style caption tag frequencies per folder, buckets).
 """
 
 from __future__ import annotations
 
+import secrets
+import time
+from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
 from fitad.fsutil import atomic_dir, atomic_write_json
-from fitad.config import ConfigError
-from fitad.lora.export import INFO_FILE as MANIFEST, PEFT_DIR as PEFT_SUBDIR, WEIGHTS_FILE as LORA_WEIGHTS
+from fitad.config import ConfigError, to_dict
+from fitad.lora.format import INFO_FILE as MANIFEST, PEFT_DIR as PEFT_SUBDIR, WEIGHTS_FILE as LORA_WEIGHTS
+from fitad.lora.metadata import tag_frequency
 from fitad.train.config import LoraTrainConfig
 
+if TYPE_CHECKING:
+    from fitad.train.data import TrainDataset
 
 
 def adapter_config(config: LoraTrainConfig, target_modules: list[str]):
@@ -78,9 +89,46 @@ def adapter_metadata(model: torch.nn.Module) -> dict[str, Any]:
     return model.peft_config["default"].to_dict()
 
 
+def dataset_folder(dataset: "TrainDataset", image_path: Path) -> str:
+    """The folder name an image is counted under (kohya: the image folder's name).
+
+    Images directly in ``DATASET_DIR`` or in the prep layout's ``DATASET_DIR/images`` count under the dataset
+    folder's own name; images in other sub-folders under that sub-folder's name.
+    """
+    root = Path(dataset.root).resolve()
+    folder = Path(image_path).resolve().parent
+    return root.name if folder in (root, root / "images") else folder.name
+
+
+def dataset_record(dataset: "TrainDataset") -> dict[str, Any]:
+    """Image count, folders, caption tag frequencies (kohya's rule) and buckets of the training set."""
+    captions: dict[str, list[str]] = {}
+    for example in dataset.examples:
+        captions.setdefault(dataset_folder(dataset, example.image_path), []).append(example.caption)
+    buckets = Counter(tuple(t) for t in dataset.targets)
+    errors = [abs(t[0] / t[1] - ex.size[0] / ex.size[1]) for ex, t in zip(dataset.examples, dataset.targets)]
+    return {
+        "name": Path(dataset.root).resolve().name,
+        "num_images": len(dataset),
+        "dirs": {folder: {"n_repeats": 1, "img_count": len(items)} for folder, items in captions.items()},
+        "tag_frequency": tag_frequency(captions),
+        "bucket_info": {"buckets": {str(i): {"resolution": list(size), "count": count}
+                                    for i, (size, count) in enumerate(sorted(buckets.items()))},
+                        "mean_img_ar_error": sum(errors) / len(errors) if errors else 0.0},
+    }
+
+
 def manifest(config: LoraTrainConfig, *, prediction_type: str, dataset_hash: str, steps: int,
-             trigger: str | None, text_encoder_lora: bool) -> dict[str, Any]:
+             trigger: str | None, text_encoder_lora: bool, dataset: "TrainDataset | None" = None,
+             accelerator: Any = None, started_at: float | None = None) -> dict[str, Any]:
+    """``fitad_lora.json`` (see the module doc); ``dataset``/``accelerator``/``started_at`` fill its records."""
     weights = f"{PEFT_SUBDIR}/" if config.adapter_type == "lokr" else LORA_WEIGHTS
+    clip_skip = getattr(config, "clip_skip", None)
+    run: dict[str, Any] = {"session_id": secrets.randbelow(2**32), "finished_at": time.time()}
+    if started_at is not None:
+        run["started_at"] = float(started_at)
+    if accelerator is not None:
+        run.update(mixed_precision=str(accelerator.mixed_precision), num_processes=int(accelerator.num_processes))
     return {
         "family": config.FAMILY,
         "base_model": config.base_model,
@@ -95,6 +143,10 @@ def manifest(config: LoraTrainConfig, *, prediction_type: str, dataset_hash: str
         "dataset_hash": dataset_hash,
         "prediction_type": prediction_type,
         "weights": weights,
+        "clip_skip": int(clip_skip) if clip_skip is not None else None,
+        "training": to_dict(config),
+        "run": run,
+        "dataset": dataset_record(dataset) if dataset is not None else {},
     }
 
 
