@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PIP_PROGRESS_BAR := off
 
-.PHONY: setup demo test test-all bench clean help
+.PHONY: setup demo test test-all test-gpu bench clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -38,6 +38,10 @@ test: setup  ## run the test suite (offline; slow and GPU tests skipped)
 
 test-all: setup  ## include slow tests
 	$(PY) -m pytest -q -m "not gpu"
+
+test-gpu: setup  ## run only the CUDA tests (pytest -m gpu; they skip without a GPU)
+	@$(PY) -m pytest -q -m gpu; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no gpu tests"; exit 0; fi; exit $$rc
 
 bench: setup  ## run the benchmarks (print JSON)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -23,8 +23,9 @@ def test_recipe_loss_matches_flow_matching_by_hand(tiny_flux):
     from accelerate import Accelerator
     from diffusers import FluxPipeline
 
+    # timestep_shift is checked by hand in test_flux_shift.py; here the raw sigmas keep the algebra short
     cfg = _config(tiny_flux, timestep_sampling="sigmoid", sigmoid_scale=2.0, loss_weighting="sigma_sqrt",
-                  guidance_scale=3.0)
+                  guidance_scale=3.0, timestep_shift="none")
     recipe = FluxRecipe(cfg)
     recipe.load(tiny_flux, Accelerator(cpu=True))
     assert recipe.guidance_embeds  # tiny-flux is guidance-distilled like FLUX.1-dev
@@ -45,7 +46,13 @@ def test_recipe_loss_matches_flow_matching_by_hand(tiny_flux):
             img_ids=FluxPipeline._prepare_latent_image_ids(2, 4, 4, "cpu", torch.float32), return_dict=False)[0]
     pred = FluxPipeline._unpack_latents(pred, 64, 64, 8)
     per_sample = ((pred - (noise - latents)) ** 2).mean(dim=(1, 2, 3))
-    assert got.item() == pytest.approx((per_sample / sigma**2).mean().item(), rel=1e-5)
+    # sigma_sqrt: 1/sigma^2 (sigma floored at 0.1), divided by its mean under sigma = sigmoid(2 z), z ~ N(0, 1)
+    z = torch.linspace(-12, 12, 480_001, dtype=torch.float64)
+    density = torch.exp(-z**2 / 2) / (2 * torch.pi) ** 0.5
+    mean_weight = torch.trapezoid(torch.sigmoid(2 * z).clamp(min=0.1) ** -2 * density, z).item()
+    assert recipe.mean_weight(16) == pytest.approx(mean_weight, rel=1e-3)
+    weights = sigma.clamp(min=0.1) ** -2 / recipe.mean_weight(16)
+    assert got.item() == pytest.approx((per_sample * weights).mean().item(), rel=1e-5)
 
 
 def test_training_end_to_end_and_the_pipeline_renders_with_the_adapter(tiny_flux, dataset_dir, tmp_path):

@@ -92,6 +92,7 @@ def test_flow_sigma_sampling():
 def test_flow_loss_weights():
     sigmas = torch.tensor([0.5, 0.25, 0.0])
     assert torch.equal(losses.flow_loss_weights("none", sigmas), torch.ones(3))
-    w = losses.flow_loss_weights("sigma_sqrt", sigmas)
+    w = losses.flow_loss_weights("sigma_sqrt", sigmas)  # raw (mean_weight 1)
     assert w[:2].tolist() == pytest.approx([4.0, 16.0])
-    assert math.isfinite(w[2].item()) and w[2].item() == pytest.approx(1e6)  # clamped at sigma = 1e-3
+    assert math.isfinite(w[2].item()) and w[2].item() == pytest.approx(100.0)  # sigma floored at 0.1
+    assert losses.flow_loss_weights("sigma_sqrt", sigmas, 4.0)[:2].tolist() == pytest.approx([1.0, 4.0])

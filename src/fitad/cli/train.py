@@ -29,7 +29,12 @@ ADAPTERS = {"lora": ("lora", False), "dora": ("lora", True), "lokr": ("lokr", No
 @click.option("--learning-rate", "--lr", "learning_rate", type=float, default=None, help="Peak learning rate.")
 @click.option("--resume", is_flag=True,
               help="Continue from the newest checkpoint under OUT_DIR/checkpoints (same losses as an "
-                   "uninterrupted run).")
+                   "uninterrupted run). Refused, with a list of the changes, when a setting that changes "
+                   "what a step computes differs from the checkpoint's.")
+@click.option("--extend-steps", is_flag=True,
+              help="With --resume: allow --steps beyond the checkpoint run's total. The LR schedule is "
+                   "recomputed for the new total, so from the resume point on the learning rate differs "
+                   "from the original run's (unless lr_scheduler is constant).")
 @click.option("--tracker", type=click.Choice(["mlflow", "disk", "none"]), default="mlflow", show_default=True,
               help="Where params, metrics and validation images go: MLflow ($MLFLOW_TRACKING_URI, default "
                    "sqlite:///mlflow/mlflow.db), files under OUT_DIR/tracking, or nowhere.")
@@ -40,8 +45,8 @@ ADAPTERS = {"lora": ("lora", False), "dora": ("lora", True), "lokr": ("lokr", No
 @config_options
 def train_command(dataset_dir: Path, out_dir: Path, family: str, base_model: str | None, steps: int | None,
                   rank: int | None, alpha: float | None, adapter: str | None, resolution: int | None,
-                  batch_size: int | None, learning_rate: float | None, resume: bool, tracker: str,
-                  experiment: str, run_name: str | None, progress: bool, params_path: Path | None,
+                  batch_size: int | None, learning_rate: float | None, resume: bool, extend_steps: bool,
+                  tracker: str, experiment: str, run_name: str | None, progress: bool, params_path: Path | None,
                   overrides: tuple[str, ...]) -> None:
     """Train a LoRA adapter on DATASET_DIR and write it to OUT_DIR/lora.
 
@@ -64,10 +69,13 @@ def train_command(dataset_dir: Path, out_dir: Path, family: str, base_model: str
     from fitad.train.loop import TrainingDivergedError
     from fitad.train.runtime import ModelNotFoundError
 
+    if extend_steps and not resume:
+        raise click.UsageError("--extend-steps only applies with --resume")
     if family == "flux":
         from fitad.train.flux_lora import train_flux_lora as train
     else:
         from fitad.train.sd_lora import train_sd_lora as train
+    extra = {"extend_steps": True} if extend_steps else {}
 
     if int(os.environ.get("RANK", "0")) != 0:
         tracker = "none"  # under `accelerate launch` only the main process reports
@@ -75,7 +83,7 @@ def train_command(dataset_dir: Path, out_dir: Path, family: str, base_model: str
                        run_name=run_name or out_dir.name, tags={"fitad.stage": "train", "fitad.family": family})
     try:
         with run:
-            result = train(config, dataset_dir, out_dir, run, resume=resume, show_progress=progress)
+            result = train(config, dataset_dir, out_dir, run, resume=resume, show_progress=progress, **extra)
     except (DatasetError, ModelNotFoundError, TrainingDivergedError) as exc:
         raise click.ClickException(str(exc)) from None
     loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "n/a"

@@ -27,7 +27,16 @@ def clip_hidden_states(text_encoder: Any, input_ids: torch.Tensor, clip_skip: in
     if clip_skip == 1:
         return text_encoder(input_ids)[0]
     hidden = text_encoder(input_ids, output_hidden_states=True).hidden_states[-clip_skip]
-    return final_layer_norm(norm_owner if norm_owner is not None else text_encoder)(hidden)
+    norm = final_layer_norm(norm_owner if norm_owner is not None else text_encoder)
+    weight = getattr(norm, "weight", None)
+    if isinstance(norm, torch.nn.LayerNorm) and weight is not None and weight.dtype != hidden.dtype:
+        # Mixed precision: a prepared (wrapped) encoder returns float32 hidden states while the frozen
+        # norm stays half precision, and this call runs outside the wrapper's autocast. Normalize in
+        # the hidden state's dtype, as the encoder's own last-layer path would under autocast.
+        bias = norm.bias.to(hidden.dtype) if norm.bias is not None else None
+        return torch.nn.functional.layer_norm(hidden, norm.normalized_shape, weight.to(hidden.dtype), bias,
+                                              norm.eps)
+    return norm(hidden)
 
 
 def tokenize(tokenizer: Any, prompts: list[str], device: Any = "cpu") -> torch.Tensor:

@@ -10,13 +10,16 @@ Layout of one checkpoint, ``OUT_DIR/checkpoints/step_000050/``::
     state.json            {"step": 50, ...extra}; written last, so its presence marks a complete checkpoint
 
 A checkpoint is written into a hidden temp directory beside its final place and renamed into place,
-so a crash mid-write never leaves a half checkpoint that :func:`latest_checkpoint` would pick.
+so a crash mid-write never leaves a half checkpoint that :func:`latest_checkpoint` would pick. The
+hidden directories such a crash leaves (``.step_000050.<random>``, and ``.step_000050.old.<random>``
+of a re-save) are removed by :func:`prune_stale_temp`, which every save and every resume runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import re
 import shutil
@@ -29,6 +32,9 @@ from safetensors.torch import load_file, save_file
 from fitad.fsutil import atomic_dir
 
 _NAME = re.compile(r"^step_(\d{6,})$")
+# fitad.fsutil.atomic_dir's temp dirs: ".<name>.<random>" (the new checkpoint being written) and
+# ".<name>.old.<random>" (the replaced one, moved aside until the new one is in place).
+_TEMP = re.compile(r"^\.(step_\d{6,})\.(old\.)?[^/]+$")
 STATE_FILE = "state.json"
 
 
@@ -118,8 +124,33 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def prune_stale_temp(root: str | Path) -> list[Path]:
+    """Remove the temp dirs a crash mid-write left under ``root``; returns what was removed.
+
+    Only one process writes checkpoints, and it calls this between writes, so no temp dir is in use.
+    A crash between the two renames of a re-save leaves the complete old copy only in its
+    ``.old.`` dir with no checkpoint under the final name: that copy is moved back first.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    removed = []
+    for child in sorted(root.iterdir()):
+        match = _TEMP.match(child.name)
+        if not match or not child.is_dir():
+            continue
+        name, is_old = match.group(1), bool(match.group(2))
+        stranded = child / name
+        if is_old and (stranded / STATE_FILE).is_file() and not (root / name).exists():
+            os.replace(stranded, root / name)
+        shutil.rmtree(child, ignore_errors=True)
+        removed.append(child)
+    return removed
+
+
 def prune_checkpoints(root: str | Path, keep: int) -> None:
-    """Delete all but the newest ``keep`` complete checkpoints (and stale temp dirs)."""
+    """Delete all but the newest ``keep`` complete checkpoints, and stale temp dirs (:func:`prune_stale_temp`)."""
+    prune_stale_temp(root)
     for _, path in list_checkpoints(root)[:-keep] if keep > 0 else []:
         shutil.rmtree(path, ignore_errors=True)
 

@@ -21,6 +21,19 @@ FLUX_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_
 TEXT_ENCODER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
+_TRUE_WORDS, _FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _bool_or_auto(section: str, key: str, value: object) -> bool | str:
+    """``true``/``false`` (bools or their usual spellings) or ``"auto"``; anything else names the key."""
+    if isinstance(value, bool):
+        return value
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word == "auto":
+        return "auto"
+    if word in _TRUE_WORDS or word in _FALSE_WORDS:
+        return word in _TRUE_WORDS
+    raise ConfigError(f"{section}.{key} = {value!r} is not allowed: choose true, false or 'auto'")
 
 
 @dataclasses.dataclass
@@ -62,7 +75,10 @@ class LoraTrainConfig:
     seed: int = 42
     # speed and memory
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
-    gradient_checkpointing: bool = True
+    # true | false | auto: on where one micro-batch's activations would not fit the device's memory
+    # budget (CUDA, measured by a probe forward; see fitad.train.runtime.resolve_gradient_checkpointing),
+    # off on CPU (RAM is plentiful there; checkpointing only costs time). The run records its choice.
+    gradient_checkpointing: bool | Literal["auto"] = "auto"
     cache_latents: bool = True
     cache_text_embeddings: bool = True
     # checkpoints and validation (0 disables the periodic ones; the final step always saves)
@@ -73,7 +89,9 @@ class LoraTrainConfig:
     validation_seed: int = 0
     validation_inference_steps: int = 20
     validation_guidance: float = 7.0
-    log_every: int = 1
+    # Steps between loss syncs to the host (metrics line, NaN check, progress bar); auto: 10 on CUDA
+    # (no per-step sync), 1 elsewhere. A non-finite loss is still caught before any checkpoint is written.
+    log_every: int | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
         s = self.SECTION
@@ -114,7 +132,13 @@ class LoraTrainConfig:
         check_range(s, "validation_every", self.validation_every, lo=0)
         check_range(s, "validation_inference_steps", self.validation_inference_steps, lo=1, hi=1000)
         check_range(s, "validation_guidance", self.validation_guidance, lo=0.0)
-        check_range(s, "log_every", self.log_every, lo=1)
+        self.gradient_checkpointing = _bool_or_auto(s, "gradient_checkpointing", self.gradient_checkpointing)
+        if isinstance(self.log_every, str) and self.log_every.strip().lower() == "auto":
+            self.log_every = "auto"
+        elif isinstance(self.log_every, bool) or not isinstance(self.log_every, int):
+            raise ConfigError(f"{s}.log_every = {self.log_every!r} is not allowed: a step count >= 1 or 'auto'")
+        else:
+            check_range(s, "log_every", self.log_every, lo=1)
 
     @property
     def adapter_kind(self) -> str:
@@ -140,6 +164,13 @@ class SDLoraConfig(LoraTrainConfig):
     noise_offset: float = 0.1
     # A1111 convention: 1 = last CLIP layer, 2 = penultimate (what anime SD1.5 models are tuned for).
     clip_skip: int = 2
+    # Captions longer than CLIP's 77-token window: false cuts them (the run reports which, under
+    # "captions" in train_summary.json); true encodes them A1111/kohya-style: the caption's tokens are
+    # split into 75-token chunks, each encoded as its own BOS + chunk + EOS window of 77, and the chunk
+    # embeddings are concatenated along the sequence axis (a batch is padded with empty chunks to its
+    # longest caption). Validation renders use the same encoding; a renderer that cuts at 77 tokens
+    # conditions the adapter differently from training.
+    long_prompts: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -168,6 +199,9 @@ class FluxLoraConfig(LoraTrainConfig):
     logit_std: float = 1.0
     sigmoid_scale: float = 1.0
     loss_weighting: Literal["none", "sigma_sqrt"] = "none"
+    # auto: move the sampled sigmas by the base scheduler's shift (FLUX.1: resolution-dependent),
+    # as sampling does; none: train on the raw timestep_sampling draws.
+    timestep_shift: Literal["auto", "none"] = "auto"
     # Value fed to the guidance embedding of guidance-distilled bases (FLUX.1-dev) while training;
     # 1.0 is the common choice for LoRA training, ignored by bases without guidance embeddings.
     guidance_scale: float = 1.0
@@ -183,6 +217,7 @@ class FluxLoraConfig(LoraTrainConfig):
         check_range(s, "logit_std", self.logit_std, lo=0.0, lo_open=True)
         check_range(s, "sigmoid_scale", self.sigmoid_scale, lo=0.0, lo_open=True)
         check_choice(s, "loss_weighting", self.loss_weighting, ("none", "sigma_sqrt"))
+        check_choice(s, "timestep_shift", self.timestep_shift, ("auto", "none"))
         check_range(s, "guidance_scale", self.guidance_scale, lo=0.0)
         check_range(s, "max_sequence_length", self.max_sequence_length, lo=1, hi=512)
         check_choice(s, "quantize_base", self.quantize_base, ("none", "nf4", "int8"))

@@ -2,7 +2,9 @@
 
 Rectified flow: ``x_t = (1 − σ)·x + σ·noise``, the transformer predicts ``noise − x`` from the
 packed 2×2 latent patches (the packing of diffusers' FluxPipeline), with σ drawn by
-``timestep_sampling`` and an optional ``sigma_sqrt`` loss weight. Guidance-distilled bases
+``timestep_sampling``, then moved by the base scheduler's timestep shift (``timestep_shift: auto``:
+FLUX.1's resolution-dependent shift, the noise levels the model samples at) and an optional
+``sigma_sqrt`` loss weight normalised to average 1. Guidance-distilled bases
 (``guidance_embeds`` in the transformer config, e.g. FLUX.1-dev) get ``guidance_scale`` fed to their
 guidance embedding.
 
@@ -21,8 +23,8 @@ import torch
 
 from fitad.train import adapters
 from fitad.train.config import FluxLoraConfig
-from fitad.train.losses import (flow_interpolate, flow_loss_weights, flow_target, sample_flow_sigmas,
-                                weighted_mse)
+from fitad.train.losses import (flow_interpolate, flow_loss_weights, flow_target, mean_flow_weight,
+                                sample_flow_sigmas, shift_flow_sigmas, weighted_mse)
 from fitad.train.loop import Cond, TrainResult, train_lora
 from fitad.train.runtime import place, weight_dtype
 
@@ -77,7 +79,7 @@ class FluxRecipe:
         self.guidance_embeds = bool(self.transformer.config.guidance_embeds)
 
         adapters.attach_adapter(self.transformer, cfg, cfg.target_modules)
-        if cfg.gradient_checkpointing:
+        if cfg.gradient_checkpointing is True:  # "auto" is settled by the loop (runtime.resolve_gradient_checkpointing)
             self.transformer.enable_gradient_checkpointing()
         if cfg.quantize_base == "none":
             place(self.transformer, self.device, self.dtype)
@@ -88,6 +90,8 @@ class FluxRecipe:
             module.to(self._encoder_home)
         self._visiting: set[int] = set()  # ids of modules an enclosing _on_device already moved
         self._transformer = self.transformer
+        self._img_ids: dict[tuple[int, int], torch.Tensor] = {}
+        self._mean_weights: dict[int, float] = {}
 
     @contextlib.contextmanager
     def _on_device(self, *modules: torch.nn.Module) -> Iterator[None]:
@@ -138,16 +142,45 @@ class FluxRecipe:
         return {"prompt_embeds": prompt_embeds, "pooled_prompt_embeds": pooled}
 
     # ---- loss
+    def shift(self, sigmas: torch.Tensor, image_seq_len: int) -> torch.Tensor:
+        """``timestep_shift``: the base scheduler's shift (``auto``) or none."""
+        if self.config.timestep_shift == "none":
+            return sigmas
+        return shift_flow_sigmas(sigmas, self.pipe.scheduler.config, image_seq_len)
+
+    def mean_weight(self, image_seq_len: int) -> float:
+        """Normaliser of the loss weights for this image size (the shift depends on it); cached."""
+        if image_seq_len not in self._mean_weights:
+            cfg = self.config
+            self._mean_weights[image_seq_len] = mean_flow_weight(
+                cfg.loss_weighting, cfg.timestep_sampling, shift=lambda s: self.shift(s, image_seq_len),
+                logit_mean=cfg.logit_mean, logit_std=cfg.logit_std, sigmoid_scale=cfg.sigmoid_scale)
+        return self._mean_weights[image_seq_len]
+
+    def image_ids(self, height: int, width: int) -> torch.Tensor:
+        """Position ids of the packed latent tokens, built once per size (no host→device copy per step)."""
+        key = (height, width)
+        if key not in self._img_ids:
+            self._img_ids[key] = self.pipeline_cls._prepare_latent_image_ids(1, height // 2, width // 2,
+                                                                             self.device, self.dtype)
+        return self._img_ids[key]
+
     def loss(self, latents: torch.Tensor, cond: Cond, generator: torch.Generator) -> torch.Tensor:
         cfg = self.config
         bsz, channels, height, width = latents.shape
+        image_seq_len = (height // 2) * (width // 2)  # packed 2x2 patches, as FluxPipeline counts them
+        # Drawn on the CPU generator (device-independent numbers), shifted and weighted on the CPU,
+        # then copied without blocking: no host sync per step.
         noise = torch.randn(latents.shape, generator=generator)
         sigmas = sample_flow_sigmas(cfg.timestep_sampling, bsz, generator, logit_mean=cfg.logit_mean,
                                     logit_std=cfg.logit_std, sigmoid_scale=cfg.sigmoid_scale)
-        latents, noise, sigmas = latents.to(self.device), noise.to(self.device), sigmas.to(self.device)
+        sigmas = self.shift(sigmas, image_seq_len)
+        weights = flow_loss_weights(cfg.loss_weighting, sigmas, self.mean_weight(image_seq_len))
+        latents = latents.to(self.device, non_blocking=True)
+        noise, sigmas, weights = (t.to(self.device, non_blocking=True) for t in (noise, sigmas, weights))
         noisy = flow_interpolate(latents, noise, sigmas)
         packed = self.pipeline_cls._pack_latents(noisy, bsz, channels, height, width)
-        img_ids = self.pipeline_cls._prepare_latent_image_ids(bsz, height // 2, width // 2, self.device, self.dtype)
+        img_ids = self.image_ids(height, width)
         prompt_embeds = cond["prompt_embeds"].to(self.device, self.dtype)
         text_ids = torch.zeros(prompt_embeds.shape[1], 3, device=self.device, dtype=self.dtype)
         guidance = (torch.full((bsz,), cfg.guidance_scale, device=self.device, dtype=torch.float32)
@@ -158,7 +191,7 @@ class FluxRecipe:
             encoder_hidden_states=prompt_embeds, txt_ids=text_ids, img_ids=img_ids, return_dict=False)[0]
         pred = self.pipeline_cls._unpack_latents(pred, height * self.vae_scale_factor, width * self.vae_scale_factor,
                                                  self.vae_scale_factor)
-        return weighted_mse(pred, flow_target(latents, noise), flow_loss_weights(cfg.loss_weighting, sigmas))
+        return weighted_mse(pred, flow_target(latents, noise), weights)
 
     # ---- validation
     def render(self, prompts: list[str], conds: list[Cond] | None, seed: int, steps: int,
@@ -182,14 +215,16 @@ class FluxRecipe:
 
 
 def train_flux_lora(config: FluxLoraConfig, dataset_dir: str | Path, out_dir: str | Path, tracker: Any = None, *,
-                    resume: bool = False, show_progress: bool = True, on_step=None) -> TrainResult:
+                    resume: bool = False, extend_steps: bool = False, show_progress: bool = True,
+                    on_step=None) -> TrainResult:
     """Train a LoRA/DoRA/LoKr adapter for a FLUX model; see :func:`fitad.train.loop.train_lora`.
 
     Writes ``out_dir/lora/`` (``pytorch_lora_weights.safetensors`` loadable by
     ``FluxPipeline.load_lora_weights`` + ``fitad_lora.json``) and the shared checkpoint, validation,
-    metrics and summary outputs.
+    metrics and summary outputs. ``resume`` refuses changed settings; ``extend_steps`` lets a resumed run
+    train to a larger ``steps`` (the LR schedule is recomputed for the new total).
     """
     if not isinstance(config, FluxLoraConfig):
         raise TypeError(f"train_flux_lora needs a FluxLoraConfig, got {type(config).__name__}")
     return train_lora(FluxRecipe(config), config, dataset_dir, out_dir, tracker, resume=resume,
-                      show_progress=show_progress, on_step=on_step)
+                      extend_steps=extend_steps, show_progress=show_progress, on_step=on_step)

@@ -32,18 +32,23 @@ from fitad.config import ConfigError, to_dict
 from fitad.train import adapters, checkpoint as ckpt
 from fitad.train.config import LoraTrainConfig
 from fitad.train.data import BatchOrder, TrainDataset, image_to_tensor, load_dataset, load_image
-from fitad.train.runtime import (backend_versions, check_backends, check_pipeline_family, load_error,
-                                 make_accelerator, make_lr_scheduler, make_optimizer, peak_memory_mb,
-                                 resolve_base_model)
+from fitad.train.runtime import (backend_versions, check_backends, check_pipeline_family,
+                                 count_saved_activation_bytes, load_error, make_accelerator, make_lr_scheduler,
+                                 make_optimizer, peak_memory_mb, resolve_base_model, resolve_gradient_checkpointing,
+                                 resolve_log_every, set_gradient_checkpointing)
 
 CHECKPOINTS = "checkpoints"
 VALIDATION = "validation"
 METRICS = "metrics.jsonl"
 SUMMARY = "train_summary.json"
 LORA = "lora"
-# Settings that change the adapter's shape or meaning: a checkpoint with other values cannot resume.
-_ADAPTER_KEYS = ("base_model", "adapter_type", "use_dora", "rank", "alpha", "target_modules",
-                 "text_encoder_lora")
+# Settings that do not change what a training step computes: a resumed run may change them freely.
+# Every other setting must equal the checkpoint's (``steps`` may grow with ``extend_steps``).
+_RESUME_FREE_KEYS = frozenset({
+    "checkpoint_every", "keep_checkpoints", "log_every", "validation_every", "validation_prompts",
+    "validation_seed", "validation_inference_steps", "validation_guidance", "trigger",
+    "gradient_checkpointing", "cache_latents", "cache_text_embeddings", "offload_encoders"})
+CAPTION_EXAMPLES = 5  # long captions listed by name in the summary and the tracker
 
 Cond = dict[str, torch.Tensor]
 log = logging.getLogger(__name__)
@@ -54,7 +59,12 @@ class TrainingDivergedError(RuntimeError):
 
 
 class Recipe(Protocol):
-    """What a model family provides to :func:`train_lora`."""
+    """What a model family provides to :func:`train_lora`.
+
+    Optional: ``collate_text(conds) -> Cond`` batches cached caption encodings (default: concatenate);
+    ``caption_overflow(caption) -> (tokens, text past the window)`` with ``text_window`` and
+    ``long_prompts`` lets the run report captions the text encoder cuts (:func:`caption_report`).
+    """
 
     family: str
     pipeline_cls: Any
@@ -111,21 +121,93 @@ def _collate(conds: Sequence[Cond]) -> Cond:
 
 
 def _truncate_metrics(path: Path, last_step: int) -> None:
-    """On resume, drop metric lines of steps after the checkpoint (they will be recomputed)."""
+    """On resume, drop metric lines of steps after the checkpoint (they will be recomputed).
+
+    A line that is not a JSON object (the last line half-written when the run was killed) is dropped
+    with a warning instead of failing the resume.
+    """
     if not path.is_file():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line and json.loads(line).get("step", 0) <= last_step]
+    kept, broken = [], []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            broken.append(lineno)
+        elif record.get("step", 0) <= last_step:
+            kept.append(line)
+    if broken:
+        log.warning("%s: dropped %d unreadable line(s) (line %s), left by a run interrupted mid-write",
+                    path, len(broken), ", ".join(map(str, broken)))
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
-def _check_resume_compatible(config: LoraTrainConfig, saved: dict[str, Any], path: Path) -> None:
-    current = to_dict(config)
-    for key in _ADAPTER_KEYS:
-        if key in saved and key in current and saved[key] != current[key]:
-            raise ConfigError(f"{config.SECTION}.{key} = {current[key]!r} differs from the checkpoint "
-                              f"{path} ({saved[key]!r}); resume with the same adapter settings or "
-                              f"start a new output directory")
+def _field_defaults(config: LoraTrainConfig) -> dict[str, Any]:
+    missing = dataclasses.MISSING
+    return {f.name: f.default if f.default is not missing else f.default_factory()  # type: ignore[misc]
+            for f in dataclasses.fields(config) if f.default is not missing or f.default_factory is not missing}
+
+
+def _check_resume_compatible(config: LoraTrainConfig, saved: dict[str, Any], path: Path, *, start_step: int = 0,
+                             extend_steps: bool = False) -> int | None:
+    """Refuse to resume with settings that change what the remaining steps compute.
+
+    Every setting but :data:`_RESUME_FREE_KEYS` must equal the checkpoint's (a setting the checkpoint
+    predates counts as its default), or a resumed run would not reproduce the uninterrupted run's
+    losses; the error lists each difference as ``checkpoint → now``. With ``extend_steps`` ``steps``
+    may grow; the checkpoint's ``steps`` is then returned (else None).
+    """
+    s = config.SECTION
+    current, defaults = to_dict(config), _field_defaults(config)
+    changes: list[str] = []
+    for key, now in current.items():
+        if key in _RESUME_FREE_KEYS or key == "steps":
+            continue
+        before = saved.get(key, defaults.get(key))
+        if before != now:
+            changes.append(f"{s}.{key} {before!r} → {now!r}")
+    saved_steps = saved.get("steps", config.steps)
+    extended_from = None
+    if saved_steps != config.steps:
+        if extend_steps and config.steps > saved_steps:
+            extended_from = saved_steps
+        else:
+            changes.append(f"{s}.steps {saved_steps!r} → {config.steps!r}")
+    if not changes:
+        return extended_from
+    message = (f"cannot resume from {path}: {len(changes)} setting(s) differ from the checkpoint's "
+               f"(checkpoint → now): {'; '.join(changes)}. A resumed run reproduces the uninterrupted run only "
+               f"with the same settings: set them back, or start a new output directory.")
+    if saved_steps != config.steps:
+        message += (f" To train past the checkpoint's {saved_steps} steps pass --extend-steps (extend_steps=True; "
+                    f"it only lengthens a run): the LR schedule is then recomputed for the new total, so from "
+                    f"step {start_step + 1} on the learning rate differs from the original run's (unless "
+                    f"{s}.lr_scheduler is 'constant').")
+    raise ConfigError(message)
+
+
+def caption_report(recipe: Recipe, dataset: TrainDataset) -> dict[str, Any] | None:
+    """Captions longer than the recipe's text window (CLIP: 77 tokens), per image.
+
+    ``truncated`` counts the captions the encoder cuts (all long ones unless the recipe encodes long
+    prompts in chunks); ``examples`` lists the first few with their token count and the text past the
+    window. None when the recipe has no fixed window to report on.
+    """
+    overflow = getattr(recipe, "caption_overflow", None)
+    if overflow is None:
+        return None
+    long = []
+    for example in dataset.examples:
+        tokens, past = overflow(example.caption)
+        if past:
+            long.append({"image": example.image_path.name, "tokens": tokens, "past_window": past})
+    chunked = bool(getattr(recipe, "long_prompts", False))
+    return {"text_window": recipe.text_window, "long_prompts": chunked, "long_captions": len(long),
+            "truncated": 0 if chunked else len(long), "examples": long[:CAPTION_EXAMPLES]}
 
 
 def default_validation_prompts(config: LoraTrainConfig, dataset: TrainDataset, trigger: str | None) -> list[str]:
@@ -155,6 +237,10 @@ class _Trainer:
         self.order = BatchOrder(dataset.targets, config.batch_size, config.seed,
                                 accelerator.num_processes, accelerator.process_index)
         self.last_checkpoint: Path | None = None
+        self.steps_extended_from: int | None = None  # resume with extend_steps: the checkpoint's steps
+        self.caption_report: dict[str, Any] | None = None
+        self.checkpointing: dict[str, Any] = {}  # what setup_checkpointing chose, and why
+        self.log_every = resolve_log_every(config.log_every, self.device)
 
     # ---- batches
     def cache(self, validation_prompts: list[str]) -> float:
@@ -193,7 +279,7 @@ class _Trainer:
             latents = self.recipe.encode_images(pixels)
         captions = ["" if d else self.dataset.examples[i].caption for i, d in zip(indices, drop)]
         if self.text_cache:
-            cond = _collate([self.text_cache[c] for c in captions])
+            cond = getattr(self.recipe, "collate_text", _collate)([self.text_cache[c] for c in captions])
         else:
             cond = self.recipe.encode_text(captions)
         return latents, cond
@@ -213,8 +299,11 @@ class _Trainer:
         self.optimizer, self.lr_scheduler = prepared[len(names)], prepared[len(names) + 1]
         self.recipe.set_prepared(self.models)
 
-    def step(self, step: int) -> float:
-        """One optimizer step (``gradient_accumulation`` micro-batches); returns its mean loss."""
+    def step(self, step: int) -> torch.Tensor:
+        """One optimizer step (``gradient_accumulation`` micro-batches); returns its mean loss.
+
+        The loss stays a device tensor: :meth:`flush` syncs a window of them at once and checks them.
+        """
         cfg, accelerator = self.config, self.accelerator
         models = list(self.models.values())
         micro_losses = []
@@ -222,12 +311,6 @@ class _Trainer:
             with accelerator.accumulate(*models):  # text-encoder LoRA runs its forward in here too
                 latents, cond = self.batch(self.order.batch((step - 1) * cfg.gradient_accumulation + k))
                 loss = self.recipe.loss(latents, cond, self.generator)
-                if not torch.isfinite(loss.detach()).all():
-                    where = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
-                             else "no checkpoint had been written yet")
-                    raise TrainingDivergedError(
-                        f"loss became {loss.item()} at step {step}; training stopped, {where}. "
-                        f"Lower learning_rate (now {cfg.learning_rate}) or use mixed_precision 'no'/'bf16'.")
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(self.params, cfg.max_grad_norm)
@@ -238,7 +321,64 @@ class _Trainer:
         step_loss = torch.stack(micro_losses).mean()
         if accelerator.num_processes > 1:
             step_loss = accelerator.reduce(step_loss.to(accelerator.device), reduction="mean")
-        return float(step_loss)
+        return step_loss
+
+    def flush(self, pending: list[tuple[int, torch.Tensor]]) -> list[tuple[int, float]]:
+        """The host sync of a logging window: its step losses as floats, and the NaN guard.
+
+        A non-finite loss raises :class:`TrainingDivergedError` naming its step. The loop flushes
+        before every checkpoint and validation render, so the "last good checkpoint" was written
+        after losses that were all checked. (Across processes the losses are means, so every
+        process sees the same value and stops together.)
+        """
+        if not pending:
+            return []
+        values = torch.stack([loss.float() for _, loss in pending]).tolist()
+        for (step, _), value in zip(pending, values):
+            if not math.isfinite(value):
+                where = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
+                         else "no checkpoint had been written yet")
+                raise TrainingDivergedError(
+                    f"loss became {value} at step {step}; training stopped, {where}. "
+                    f"Lower learning_rate (now {self.config.learning_rate}) or use mixed_precision 'no'/'bf16'.")
+        flushed = [(step, value) for (step, _), value in zip(pending, values)]
+        pending.clear()
+        return flushed
+
+    def setup_checkpointing(self) -> tuple[bool, str]:
+        """Settle ``gradient_checkpointing`` (``auto``: see :func:`resolve_gradient_checkpointing`) and apply it.
+
+        The ``auto`` probe runs one micro-batch's forward without checkpointing and counts what it
+        would save for backward (keeping none of it), with the training RNG streams put back after.
+        """
+        models = {name: self.accelerator.unwrap_model(m) for name, m in self.models.items()}
+
+        def measure() -> int:
+            for model in models.values():
+                set_gradient_checkpointing(model, False)
+                model.train()
+            state = self.generator.get_state()
+            devices = [self.device] if self.device.type == "cuda" else []
+            resident = [p for m in models.values() for p in m.parameters()]
+            self.recipe.set_prepared(models)  # plain modules: a forward without backward confuses DDP
+            try:
+                with torch.random.fork_rng(devices=devices), self.accelerator.autocast(), \
+                        count_saved_activation_bytes(resident) as saved:
+                    latents, cond = self.batch(self.order.batch(0))
+                    self.recipe.loss(latents, cond, torch.Generator().manual_seed(0))
+            finally:
+                self.generator.set_state(state)
+                self.recipe.set_prepared(self.models)
+            return saved.bytes
+
+        used, reason = resolve_gradient_checkpointing(self.config.gradient_checkpointing, self.device, measure)
+        if self.accelerator.num_processes > 1:  # one choice for all: take it if any process needs it
+            used = bool(self.accelerator.gather(torch.tensor([int(used)], device=self.device)).max())
+        for model in models.values():
+            set_gradient_checkpointing(model, used)
+        log.info("gradient checkpointing %s: %s", "on" if used else "off", reason)
+        self.checkpointing = {"gradient_checkpointing": used, "gradient_checkpointing_reason": reason}
+        return used, reason
 
     # ---- checkpoints
     def rng_states(self) -> dict[str, Any]:
@@ -290,6 +430,8 @@ class _Trainer:
                     param.copy_(saved[key].to(param.device, param.dtype))
         self.optimizer.load_state_dict(checkpoint.optimizer)
         self.lr_scheduler.load_state_dict(checkpoint.lr_scheduler)
+        if self.steps_extended_from is not None:
+            self._follow_extended_schedule(checkpoint.step)
         per_process = checkpoint.rng["per_process"]
         index = self.accelerator.process_index
         if len(per_process) == self.accelerator.num_processes:
@@ -303,6 +445,24 @@ class _Trainer:
         if scaler is not None and "grad_scaler" in checkpoint.rng:
             scaler.load_state_dict(checkpoint.rng["grad_scaler"])
         self.last_checkpoint = checkpoint.path
+
+    def _follow_extended_schedule(self, step: int) -> None:
+        """After ``extend_steps``: train on with the schedule built for the new total.
+
+        The checkpoint's optimizer holds the old schedule's rate for the next step (0 at the end of a
+        decayed cosine/linear schedule); set it, and the scheduler's last rate, from the new schedule.
+        """
+        scheduler = getattr(self.lr_scheduler, "scheduler", self.lr_scheduler)  # accelerate wraps it
+        lambdas = getattr(scheduler, "lr_lambdas", None)
+        if lambdas is not None:  # diffusers' schedules are LambdaLR
+            rates = [base * fn(scheduler.last_epoch) for fn, base in zip(lambdas, scheduler.base_lrs)]
+            for group, rate in zip(self.optimizer.param_groups, rates):
+                group["lr"] = rate
+            scheduler._last_lr = list(rates)
+        log.warning("steps extended from %d to %d: the %s LR schedule is recomputed for %d steps, so from step %d "
+                    "on the learning rate (now %.3g) differs from the original run's", self.steps_extended_from,
+                    self.config.steps, self.config.lr_scheduler, self.config.steps, step + 1,
+                    self.lr_scheduler.get_last_lr()[0])
 
     # ---- validation
     def validate(self, step: int, prompts: list[str]) -> list[Path]:
@@ -338,6 +498,8 @@ class _Trainer:
         metrics = self.out_dir / METRICS
         if start_step:
             _truncate_metrics(metrics, start_step)
+            for stale in ckpt.prune_stale_temp(self.out_dir / CHECKPOINTS):
+                log.warning("resume: removed %s, left by a checkpoint write that was interrupted", stale)
         else:  # stale checkpoints of another run must never be resumed into this one
             metrics.unlink(missing_ok=True)
             for stale in (self.out_dir / CHECKPOINTS, self.out_dir / VALIDATION):
@@ -355,12 +517,20 @@ class _Trainer:
 
     def run(self, start_step: int, prompts: list[str], show_progress: bool,
             on_step: Callable[[int, float], None] | None) -> tuple[dict[int, float], list[float]]:
-        """Steps ``start_step + 1 .. steps`` with logging, checkpoints and validation renders."""
+        """Steps ``start_step + 1 .. steps`` with logging, checkpoints and validation renders.
+
+        The losses reach the host once per ``log_every`` window (:meth:`flush`), and always before a
+        checkpoint or a validation render, so a GPU step does not wait for the previous one; an
+        ``on_step`` callback needs every step's loss and so brings back a sync per step. A metrics
+        line's ``step_time_s`` is the mean over the steps since the previous line.
+        """
         from tqdm.auto import tqdm
 
         cfg = self.config
         losses: dict[int, float] = {}
         step_times: list[float] = []
+        pending: list[tuple[int, torch.Tensor]] = []
+        logged_from = 0  # index into step_times of the first step since the last metrics line
         for model in self.models.values():
             model.train()
         with tqdm(total=cfg.steps, initial=start_step, desc=f"train {self.recipe.family}", unit="step",
@@ -368,22 +538,31 @@ class _Trainer:
             for step in range(start_step + 1, cfg.steps + 1):
                 t0 = time.perf_counter()
                 lr = self.lr_scheduler.get_last_lr()[0]  # the rate this step trains with
-                losses[step] = loss = self.step(step)
-                step_times.append(time.perf_counter() - t0)
-                bar.set_postfix(loss=f"{loss:.4f}", s_per_step=f"{step_times[-1]:.2f}", refresh=False)
-                bar.update(1)
+                pending.append((step, self.step(step)))
                 is_last = step == cfg.steps
-                if self.is_main and (step % cfg.log_every == 0 or is_last):
-                    self.log_step(step, loss, lr, step_times[-1])
-                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or is_last:
+                save = bool(cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or is_last
+                render = bool(cfg.validation_every and (step % cfg.validation_every == 0 or is_last))
+                log_now = step % self.log_every == 0 or is_last
+                flushed = self.flush(pending) if (log_now or save or render or on_step is not None) else []
+                step_times.append(time.perf_counter() - t0)  # with a flush: the wait for the queued steps
+                bar.update(1)
+                losses.update(flushed)
+                if flushed:
+                    bar.set_postfix(loss=f"{flushed[-1][1]:.4f}", s_per_step=f"{step_times[-1]:.2f}", refresh=False)
+                if log_now:
+                    window = step_times[logged_from:]
+                    logged_from = len(step_times)
+                    if self.is_main:
+                        self.log_step(step, losses[step], lr, sum(window) / len(window))
+                if save:
                     self.accelerator.wait_for_everyone()
                     states = self.rng_states()  # a collective call: every process takes part
                     if self.is_main:
                         self.save_checkpoint(step, states)
-                if self.is_main and cfg.validation_every and (step % cfg.validation_every == 0 or is_last):
+                if self.is_main and render:
                     self.validate(step, prompts)
                 if on_step is not None:
-                    on_step(step, loss)
+                    on_step(step, losses[step])
         return losses, step_times
 
     def finish(self, *, start_step: int, losses: dict[int, float], step_times: list[float], cache_time: float,
@@ -400,7 +579,9 @@ class _Trainer:
             unwrapped = {name: self.accelerator.unwrap_model(m) for name, m in self.recipe.trainable_models().items()}
             manifest = adapters.manifest(cfg, prediction_type=self.recipe.prediction_type,
                                          dataset_hash=self.dataset.sha256, steps=final_step, trigger=trigger,
-                                         text_encoder_lora=self.recipe.text_trainable)
+                                         text_encoder_lora=self.recipe.text_trainable, dataset=self.dataset,
+                                         accelerator=self.accelerator,
+                                         started_at=time.time() - (time.perf_counter() - wall_start))
             adapters.save_adapter(lora_dir, cfg, self.recipe.pipeline_cls, unwrapped, manifest)
             summary = {
                 "status": "completed", "family": self.recipe.family, "base_model": cfg.base_model,
@@ -414,6 +595,8 @@ class _Trainer:
                 "latents_cached": bool(self.latent_cache), "text_cached": bool(self.text_cache),
                 "mixed_precision": self.accelerator.mixed_precision, "device": str(self.device),
                 "last_checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
+                "steps_extended_from": self.steps_extended_from, "captions": self.caption_report,
+                **self.checkpointing, "log_every": self.log_every,
             }
             summary_path = _write_summary(self.out_dir, summary)
             self.tracker.log_metrics({"steps_per_s": steps_per_s, "wall_time_s": summary["wall_time_s"],
@@ -427,13 +610,18 @@ class _Trainer:
 
 
 def train_lora(recipe: Recipe, config: LoraTrainConfig, dataset_dir: str | Path, out_dir: str | Path,
-               tracker: Any = None, *, resume: bool = False, show_progress: bool = True,
-               on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+               tracker: Any = None, *, resume: bool = False, extend_steps: bool = False,
+               show_progress: bool = True, on_step: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train ``recipe``'s adapter on the dataset and write the adapter directory under ``out_dir``.
 
     Inputs are validated (config backends, dataset, base model location, resume compatibility)
     before any model is loaded. ``on_step(step, loss)`` is called after each optimizer step (after
     that step's checkpoint); an exception it raises stops training like an interruption would.
+
+    ``resume`` continues from the newest checkpoint and refuses any setting that changes what a step
+    computes (the error lists each change). ``extend_steps`` lets a resumed run train to more steps
+    than the checkpoint's run planned: the LR schedule is recomputed for the new total, so from the
+    resume point on the learning rate differs from the original run's (except with a constant schedule).
     """
     from fitad.tracking import NullTracker
 
@@ -451,13 +639,15 @@ def train_lora(recipe: Recipe, config: LoraTrainConfig, dataset_dir: str | Path,
     if resume and resume_from is None:
         log.warning("--resume: no checkpoint under %s; training starts at step 0", out_dir / CHECKPOINTS)
     checkpoint = ckpt.load_checkpoint(resume_from) if resume_from else None
+    extended_from = None
     if checkpoint is not None:
-        _check_resume_compatible(config, checkpoint.extra.get("config", {}), checkpoint.path)
         saved_hash = checkpoint.extra.get("dataset_hash")
         if saved_hash and saved_hash != dataset.sha256:
             raise ConfigError(f"the dataset in {dataset.root} changed since checkpoint {checkpoint.path} "
                               f"(hash {dataset.sha256[:12]} vs {saved_hash[:12]}); resuming would not continue "
                               f"the same run: start a new output directory instead")
+        extended_from = _check_resume_compatible(config, checkpoint.extra.get("config", {}), checkpoint.path,
+                                                 start_step=checkpoint.step, extend_steps=extend_steps)
 
     # ---- models, caches, optimizer
     accelerator = make_accelerator(config)
@@ -467,6 +657,15 @@ def train_lora(recipe: Recipe, config: LoraTrainConfig, dataset_dir: str | Path,
     except OSError as exc:
         raise load_error(config.base_model, exc) from exc
     trainer = _Trainer(recipe, config, dataset, out_dir, tracker, accelerator)
+    trainer.steps_extended_from = extended_from
+    trainer.caption_report = captions = caption_report(recipe, dataset)
+    if captions and captions["long_captions"] and trainer.is_main:
+        first = captions["examples"][0]
+        log.warning("%d of %d captions exceed the %d-token text window (e.g. %s: %d tokens, past it: %r)%s",
+                    captions["long_captions"], len(dataset), captions["text_window"], first["image"],
+                    first["tokens"], first["past_window"],
+                    "; long_prompts encodes them in chunks" if captions["long_prompts"]
+                    else "; that text is cut: set long_prompts to encode it in 75-token chunks")
     prompts = default_validation_prompts(config, dataset, trigger)
     cache_time = trainer.cache(prompts)
     trainer.prepare()
@@ -474,6 +673,7 @@ def train_lora(recipe: Recipe, config: LoraTrainConfig, dataset_dir: str | Path,
     if checkpoint is not None:
         trainer.restore(checkpoint)
         start_step = checkpoint.step
+    trainer.setup_checkpointing()
 
     # ---- the loop
     if trainer.is_main:
@@ -485,7 +685,17 @@ def train_lora(recipe: Recipe, config: LoraTrainConfig, dataset_dir: str | Path,
                         "device": str(accelerator.device),
                         "latents_cached": bool(trainer.latent_cache), "text_cached": bool(trainer.text_cache)},
             "resume_from": str(resume_from) if resume_from else "",
+            "steps_extended_from": trainer.steps_extended_from,
+            "gradient_checkpointing_used": trainer.checkpointing["gradient_checkpointing"],
+            "gradient_checkpointing_reason": trainer.checkpointing["gradient_checkpointing_reason"],
+            "log_every_used": trainer.log_every,
+            "captions": None if captions is None else {
+                **{k: v for k, v in captions.items() if k != "examples"},
+                "examples": [e["image"] for e in captions["examples"]]},
         })
+        if captions is not None:
+            tracker.log_metrics({"captions_long": captions["long_captions"],
+                                 "captions_truncated": captions["truncated"]}, step=start_step)
     try:
         losses, step_times = trainer.run(start_step, prompts, show_progress, on_step)
     except TrainingDivergedError as exc:

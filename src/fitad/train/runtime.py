@@ -1,5 +1,6 @@
 """Machine-facing pieces shared by the trainers: backend checks, base-model lookup, accelerate,
-optimizer, LR schedule and memory measurement.
+optimizer, LR schedule, memory measurement and the ``auto`` speed settings (gradient checkpointing,
+loss-sync interval).
 
 Everything that can reject a run (no CUDA for 8-bit AdamW, a base model that is neither a local
 directory nor in the offline hub cache) runs before any model is loaded.
@@ -7,13 +8,14 @@ directory nor in the offline hub cache) runs before any model is loaded.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import resource
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from fitad.config import ConfigError
 from fitad.train.config import FluxLoraConfig, LoraTrainConfig
@@ -195,3 +197,116 @@ def backend_versions() -> dict[str, Any]:
             "cuda": torch.version.cuda if torch.cuda.is_available() else None,
             "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
             "threads": torch.get_num_threads(), "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
+
+
+# ---------------------------------------------------------------- auto speed settings
+
+# gradient_checkpointing: auto lets a training step use this share of the card's total memory; the
+# rest is headroom for the allocator's fragmentation, backward's transient buffers and other processes.
+AUTO_CHECKPOINT_VRAM_FRACTION = 0.85
+# Backward briefly holds activation gradients next to the saved activations: count this much extra.
+BACKWARD_OVERHEAD = 1.25
+LOG_EVERY_CUDA = 10
+
+
+def resolve_log_every(log_every: int | str, device: "torch.device") -> int:
+    """``auto`` → 10 on CUDA (the loss is synced to the host once per window), 1 elsewhere."""
+    if log_every != "auto":
+        return int(log_every)
+    return LOG_EVERY_CUDA if device.type == "cuda" else 1
+
+
+def activation_memory_budget(device: "torch.device") -> int | None:
+    """Bytes a training step may still claim on ``device`` for activations, or None (no budget).
+
+    CUDA: ``AUTO_CHECKPOINT_VRAM_FRACTION`` of the total memory minus what is in use already (the
+    models, caches and other processes: total − free from ``torch.cuda.mem_get_info``), measured
+    after the models and caches are in place. Other devices: None; on CPU RAM is plentiful and
+    checkpointing only costs time.
+    """
+    if device.type != "cuda":
+        return None
+    import torch
+
+    free, total = torch.cuda.mem_get_info(device)
+    return int(AUTO_CHECKPOINT_VRAM_FRACTION * total) - (total - free)
+
+
+class SavedBytes:
+    """Result of :func:`count_saved_activation_bytes`: ``bytes`` grows while the block runs."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
+@contextlib.contextmanager
+def count_saved_activation_bytes(resident: Iterable["torch.nn.Parameter"]) -> Iterator[SavedBytes]:
+    """Count the bytes autograd saves for backward in this block: the activation memory of a step.
+
+    Each saved tensor storage is counted once; storages of ``resident`` parameters (weights that are
+    in memory anyway) are not counted. The saved tensors are *not* kept: the graph built inside holds
+    placeholders, so a probe forward needs no more memory than inference and cannot run backward.
+    """
+    import torch
+
+    skip = {p.untyped_storage().data_ptr() for p in resident}
+    seen: set[int] = set()
+    result = SavedBytes()
+
+    def pack(tensor: torch.Tensor) -> None:
+        try:
+            storage = tensor.untyped_storage()
+        except (RuntimeError, NotImplementedError):  # sparse and other storage-less layouts
+            result.bytes += tensor.numel() * tensor.element_size()
+            return None
+        ptr = storage.data_ptr()
+        if ptr not in skip and ptr not in seen:
+            seen.add(ptr)
+            result.bytes += storage.nbytes()
+        return None
+
+    def unpack(_: None) -> torch.Tensor:
+        raise RuntimeError("a graph built under count_saved_activation_bytes cannot run backward")
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        yield result
+
+
+def resolve_gradient_checkpointing(requested: bool | str, device: "torch.device",
+                                   measure: Callable[[], int]) -> tuple[bool, str]:
+    """Settle ``gradient_checkpointing``: (use it?, why), for the train summary and the tracker.
+
+    ``true``/``false`` are used as given. ``auto``: off without a device memory budget (CPU); else
+    ``measure()`` returns the bytes one micro-batch's forward saves for backward without
+    checkpointing, and checkpointing goes on when those (× :data:`BACKWARD_OVERHEAD`) exceed
+    :func:`activation_memory_budget`. Checkpointing trades ~30% more compute for activations that
+    shrink to the block boundaries, so it is only worth it where memory is short.
+    """
+    if requested != "auto":
+        return bool(requested), f"set in the config (gradient_checkpointing: {str(bool(requested)).lower()})"
+    budget = activation_memory_budget(device)
+    if budget is None:
+        return False, (f"auto: off on {device.type} (no device memory budget: RAM is plentiful and "
+                       f"checkpointing only costs time)")
+    need = int(measure() * BACKWARD_OVERHEAD)
+    used = need > budget
+    verdict = "exceed" if used else "fit"
+    return used, (f"auto: {'on' if used else 'off'}, the activations of one micro-batch without checkpointing "
+                  f"(~{_gb(need)} with backward's overhead) {verdict} the {_gb(budget)} budget "
+                  f"({AUTO_CHECKPOINT_VRAM_FRACTION:.0%} of {device} memory minus what is in use)")
+
+
+def _gb(n: int) -> str:
+    return f"{n / 2**30:.2f} GB" if abs(n) >= 2**30 else f"{n / 2**20:.1f} MB"
+
+
+def set_gradient_checkpointing(model: "torch.nn.Module", on: bool) -> None:
+    """Turn activation checkpointing of a diffusers or transformers model on or off."""
+    if hasattr(model, "enable_gradient_checkpointing"):  # diffusers
+        (model.enable_gradient_checkpointing if on else model.disable_gradient_checkpointing)()
+        return
+    # transformers (v5 renamed gradient_checkpointing_* to activation_checkpointing_*)
+    name = "enable" if on else "disable"
+    method = (getattr(model, f"activation_checkpointing_{name}", None)
+              or getattr(model, f"gradient_checkpointing_{name}"))
+    method()
