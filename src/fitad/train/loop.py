@@ -7,6 +7,9 @@ every family: validation of inputs before any model is loaded, caching, the opti
 accelerate, NaN checks, checkpoints and resume, validation renders, metrics, the adapter output and
 the run summary.
 
+Caching lives in :mod:`fitad.train.encodings`, checkpoints and resume in :mod:`fitad.train.resume`; this
+module is the loop itself.
+
 Determinism: every random draw of a step (caption dropout, flips, noise, timesteps) comes from one
 ``torch.Generator`` whose state is checkpointed, and the batch order is a pure function of the step
 (:class:`~fitad.train.data.BatchOrder`), so a resumed run replays the uninterrupted run's losses.
@@ -23,15 +26,18 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol
 
 import torch
 
-from fitad.fsutil import atomic_file, atomic_write_json, atomic_write_text
+from fitad.fsutil import atomic_file, atomic_write_json
 from fitad.config import ConfigError, to_dict
 from fitad.train import adapters, checkpoint as ckpt
 from fitad.train.config import LoraTrainConfig
-from fitad.train.data import BatchOrder, TrainDataset, image_to_tensor, load_dataset, load_image
+from fitad.train.data import BatchOrder, TrainDataset, load_dataset
+from fitad.train.encodings import Cond, Encodings
+from fitad.train.resume import (Checkpoints, TrainingDivergedError, check_resume_compatible,  # noqa: F401
+                                truncate_metrics)
 from fitad.train.runtime import (backend_versions, check_backends, check_pipeline_family,
                                  count_saved_activation_bytes, load_error, make_accelerator, make_lr_scheduler,
                                  make_optimizer, peak_memory_mb, resolve_base_model, resolve_gradient_checkpointing,
@@ -42,20 +48,9 @@ VALIDATION = "validation"
 METRICS = "metrics.jsonl"
 SUMMARY = "train_summary.json"
 LORA = "lora"
-# Settings that do not change what a training step computes: a resumed run may change them freely.
-# Every other setting must equal the checkpoint's (``steps`` may grow with ``extend_steps``).
-_RESUME_FREE_KEYS = frozenset({
-    "checkpoint_every", "keep_checkpoints", "log_every", "validation_every", "validation_prompts",
-    "validation_seed", "validation_inference_steps", "validation_guidance", "trigger",
-    "gradient_checkpointing", "cache_latents", "cache_text_embeddings", "offload_encoders"})
 CAPTION_EXAMPLES = 5  # long captions listed by name in the summary and the tracker
 
-Cond = dict[str, torch.Tensor]
 log = logging.getLogger(__name__)
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
 
 
 class Recipe(Protocol):
@@ -114,82 +109,6 @@ class TrainResult:
     summary_path: Path
 
 
-# ---------------------------------------------------------------- small helpers
-
-def _collate(conds: Sequence[Cond]) -> Cond:
-    return {key: torch.cat([c[key] for c in conds], dim=0) for key in conds[0]}
-
-
-def _truncate_metrics(path: Path, last_step: int) -> None:
-    """On resume, drop metric lines of steps after the checkpoint (they will be recomputed).
-
-    A line that is not a JSON object (the last line half-written when the run was killed) is dropped
-    with a warning instead of failing the resume.
-    """
-    if not path.is_file():
-        return
-    kept, broken = [], []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            record = None
-        if not isinstance(record, dict):
-            broken.append(lineno)
-        elif record.get("step", 0) <= last_step:
-            kept.append(line)
-    if broken:
-        log.warning("%s: dropped %d unreadable line(s) (line %s), left by a run interrupted mid-write",
-                    path, len(broken), ", ".join(map(str, broken)))
-    atomic_write_text(path, "".join(line + "\n" for line in kept))
-
-
-def _field_defaults(config: LoraTrainConfig) -> dict[str, Any]:
-    missing = dataclasses.MISSING
-    return {f.name: f.default if f.default is not missing else f.default_factory()  # type: ignore[misc]
-            for f in dataclasses.fields(config) if f.default is not missing or f.default_factory is not missing}
-
-
-def _check_resume_compatible(config: LoraTrainConfig, saved: dict[str, Any], path: Path, *, start_step: int = 0,
-                             extend_steps: bool = False) -> int | None:
-    """Refuse to resume with settings that change what the remaining steps compute.
-
-    Every setting but :data:`_RESUME_FREE_KEYS` must equal the checkpoint's (a setting the checkpoint
-    predates counts as its default), or a resumed run would not reproduce the uninterrupted run's
-    losses; the error lists each difference as ``checkpoint → now``. With ``extend_steps`` ``steps``
-    may grow; the checkpoint's ``steps`` is then returned (else None).
-    """
-    s = config.SECTION
-    current, defaults = to_dict(config), _field_defaults(config)
-    changes: list[str] = []
-    for key, now in current.items():
-        if key in _RESUME_FREE_KEYS or key == "steps":
-            continue
-        before = saved.get(key, defaults.get(key))
-        if before != now:
-            changes.append(f"{s}.{key} {before!r} → {now!r}")
-    saved_steps = saved.get("steps", config.steps)
-    extended_from = None
-    if saved_steps != config.steps:
-        if extend_steps and config.steps > saved_steps:
-            extended_from = saved_steps
-        else:
-            changes.append(f"{s}.steps {saved_steps!r} → {config.steps!r}")
-    if not changes:
-        return extended_from
-    message = (f"cannot resume from {path}: {len(changes)} setting(s) differ from the checkpoint's "
-               f"(checkpoint → now): {'; '.join(changes)}. A resumed run reproduces the uninterrupted run only "
-               f"with the same settings: set them back, or start a new output directory.")
-    if saved_steps != config.steps:
-        message += (f" To train past the checkpoint's {saved_steps} steps pass --extend-steps (extend_steps=True; "
-                    f"it only lengthens a run): the LR schedule is then recomputed for the new total, so from "
-                    f"step {start_step + 1} on the learning rate differs from the original run's (unless "
-                    f"{s}.lr_scheduler is 'constant').")
-    raise ConfigError(message)
-
-
 def caption_report(recipe: Recipe, dataset: TrainDataset) -> dict[str, Any] | None:
     """Captions longer than the recipe's text window (CLIP: 77 tokens), per image.
 
@@ -231,58 +150,22 @@ class _Trainer:
         self.accelerator = accelerator
         self.device = accelerator.device
         self.is_main = accelerator.is_main_process
-        self.latent_cache: dict[tuple[int, bool], torch.Tensor] = {}
-        self.text_cache: dict[str, Cond] = {}
+        self.encodings = Encodings(recipe, config, dataset)
         self.generator = torch.Generator().manual_seed(config.seed + accelerator.process_index)
+        self.checkpoints = Checkpoints(out_dir / CHECKPOINTS, config, recipe, dataset, accelerator, self.generator)
         self.order = BatchOrder(dataset.targets, config.batch_size, config.seed,
                                 accelerator.num_processes, accelerator.process_index)
-        self.last_checkpoint: Path | None = None
-        self.steps_extended_from: int | None = None  # resume with extend_steps: the checkpoint's steps
         self.caption_report: dict[str, Any] | None = None
         self.checkpointing: dict[str, Any] = {}  # what setup_checkpointing chose, and why
         self.log_every = resolve_log_every(config.log_every, self.device)
 
     # ---- batches
     def cache(self, validation_prompts: list[str]) -> float:
-        """Encode every image (and flip) and every caption once; returns the seconds it took."""
-        start = time.perf_counter()
-        with self.recipe.encoding():
-            self._fill_caches(validation_prompts)
-        return time.perf_counter() - start
-
-    def _fill_caches(self, validation_prompts: list[str]) -> None:
-        cfg = self.config
-        if cfg.cache_latents:
-            flips = (False, True) if cfg.random_flip else (False,)
-            for index, example in enumerate(self.dataset.examples):
-                for flip in flips:
-                    pixels = image_to_tensor(load_image(example.image_path, self.dataset.targets[index], flip))
-                    self.latent_cache[(index, flip)] = self.recipe.encode_images(pixels[None])
-        if cfg.cache_text_embeddings and not self.recipe.text_trainable:
-            captions = {ex.caption for ex in self.dataset.examples} | {""} | set(validation_prompts)
-            for caption in sorted(captions):
-                self.text_cache[caption] = self.recipe.encode_text([caption])
+        """Encode every image (and flip) and every caption once, as configured; returns the seconds it took."""
+        return self.encodings.fill(validation_prompts)
 
     def batch(self, indices: list[int]) -> tuple[torch.Tensor, Cond]:
-        cfg, generator = self.config, self.generator
-        n = len(indices)
-        # Draw in a fixed order whatever is cached, so cached and uncached runs consume the same numbers.
-        drop = ((torch.rand(n, generator=generator) < cfg.caption_dropout).tolist() if cfg.caption_dropout
-                else [False] * n)
-        flip = (torch.rand(n, generator=generator) < 0.5).tolist() if cfg.random_flip else [False] * n
-        if self.latent_cache:
-            latents = torch.cat([self.latent_cache[(i, f)] for i, f in zip(indices, flip)], dim=0)
-        else:
-            pixels = torch.stack([image_to_tensor(load_image(self.dataset.examples[i].image_path,
-                                                             self.dataset.targets[i], f))
-                                  for i, f in zip(indices, flip)])
-            latents = self.recipe.encode_images(pixels)
-        captions = ["" if d else self.dataset.examples[i].caption for i, d in zip(indices, drop)]
-        if self.text_cache:
-            cond = getattr(self.recipe, "collate_text", _collate)([self.text_cache[c] for c in captions])
-        else:
-            cond = self.recipe.encode_text(captions)
-        return latents, cond
+        return self.encodings.batch(indices, self.generator)
 
     # ---- optimisation
     def prepare(self) -> None:
@@ -381,94 +264,28 @@ class _Trainer:
         return used, reason
 
     # ---- checkpoints
+    @property
+    def last_checkpoint(self) -> Path | None:
+        return self.checkpoints.last
+
+    @property
+    def steps_extended_from(self) -> int | None:
+        return self.checkpoints.extended_from
+
     def rng_states(self) -> dict[str, Any]:
-        """Every process's RNG states (each draws its own noise) and the fp16 loss scaler's state.
-
-        Called on all processes: with several, the states are gathered to the main process.
-        """
-        from accelerate.utils import gather_object
-
-        own = ckpt.capture_rng(self.generator)
-        per_process = gather_object([own]) if self.accelerator.num_processes > 1 else [own]
-        state: dict[str, Any] = {"per_process": per_process}
-        scaler = getattr(self.accelerator, "scaler", None)
-        if scaler is not None:  # fp16: the dynamic loss scale decides which steps are skipped
-            state["grad_scaler"] = scaler.state_dict()
-        return state
+        return self.checkpoints.rng_states()
 
     def save_checkpoint(self, step: int, rng_states: dict[str, Any]) -> Path:
-        trainable = {name: adapters.trainable_parameters(self.accelerator.unwrap_model(model))
-                     for name, model in self.recipe.trainable_models().items()}
-        # A finite loss vouches only for the weights before this step's update: check the weights
-        # themselves, so a diverged update never becomes the "last good checkpoint".
-        bad = next((f"{model}.{name}" for model, params in trainable.items() for name, t in params.items()
-                    if not torch.isfinite(t).all()), None)
-        if bad is not None:
-            where = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
-                     else "no checkpoint had been written yet")
-            raise TrainingDivergedError(
-                f"adapter weights became non-finite at step {step} ({bad}); training stopped, {where}. "
-                f"Lower learning_rate (now {self.config.learning_rate}) or use mixed_precision 'no'/'bf16'.")
-        self.last_checkpoint = ckpt.save_checkpoint(
-            self.out_dir / CHECKPOINTS, step, trainable, self.optimizer.state_dict(), self.lr_scheduler.state_dict(),
-            rng_states,
-            extra={"config": to_dict(self.config), "dataset_hash": self.dataset.sha256, "family": self.recipe.family},
-            keep=self.config.keep_checkpoints)
-        return self.last_checkpoint
+        return self.checkpoints.save(step, rng_states, self.optimizer, self.lr_scheduler)
 
     def restore(self, checkpoint: ckpt.Checkpoint) -> None:
-        for name, model in self.recipe.trainable_models().items():
-            model = self.accelerator.unwrap_model(model)
-            params = adapters.trainable_parameters(model)
-            saved = checkpoint.trainable.get(name, {})
-            missing = sorted(set(params) - set(saved))
-            if missing:
-                raise ConfigError(f"checkpoint {checkpoint.path} lacks {len(missing)} trainable tensor(s) of "
-                                  f"{name} (e.g. {missing[0]}); it was written with other adapter settings")
-            with torch.no_grad():
-                for key, param in params.items():
-                    param.copy_(saved[key].to(param.device, param.dtype))
-        self.optimizer.load_state_dict(checkpoint.optimizer)
-        self.lr_scheduler.load_state_dict(checkpoint.lr_scheduler)
-        if self.steps_extended_from is not None:
-            self._follow_extended_schedule(checkpoint.step)
-        per_process = checkpoint.rng["per_process"]
-        index = self.accelerator.process_index
-        if len(per_process) == self.accelerator.num_processes:
-            ckpt.restore_rng(per_process[index], self.generator)
-        else:  # another process count: exact replay is impossible, keep the streams distinct
-            log.warning("resuming %s written by %d process(es) with %d: the noise sequence will differ from "
-                        "an uninterrupted run", checkpoint.path, len(per_process), self.accelerator.num_processes)
-            ckpt.restore_rng(per_process[0], self.generator)
-            self.generator.manual_seed(self.config.seed + index + 7919 * checkpoint.step)
-        scaler = getattr(self.accelerator, "scaler", None)
-        if scaler is not None and "grad_scaler" in checkpoint.rng:
-            scaler.load_state_dict(checkpoint.rng["grad_scaler"])
-        self.last_checkpoint = checkpoint.path
-
-    def _follow_extended_schedule(self, step: int) -> None:
-        """After ``extend_steps``: train on with the schedule built for the new total.
-
-        The checkpoint's optimizer holds the old schedule's rate for the next step (0 at the end of a
-        decayed cosine/linear schedule); set it, and the scheduler's last rate, from the new schedule.
-        """
-        scheduler = getattr(self.lr_scheduler, "scheduler", self.lr_scheduler)  # accelerate wraps it
-        lambdas = getattr(scheduler, "lr_lambdas", None)
-        if lambdas is not None:  # diffusers' schedules are LambdaLR
-            rates = [base * fn(scheduler.last_epoch) for fn, base in zip(lambdas, scheduler.base_lrs)]
-            for group, rate in zip(self.optimizer.param_groups, rates):
-                group["lr"] = rate
-            scheduler._last_lr = list(rates)
-        log.warning("steps extended from %d to %d: the %s LR schedule is recomputed for %d steps, so from step %d "
-                    "on the learning rate (now %.3g) differs from the original run's", self.steps_extended_from,
-                    self.config.steps, self.config.lr_scheduler, self.config.steps, step + 1,
-                    self.lr_scheduler.get_last_lr()[0])
+        self.checkpoints.restore(checkpoint, self.optimizer, self.lr_scheduler)
 
     # ---- validation
     def validate(self, step: int, prompts: list[str]) -> list[Path]:
         cfg = self.config
         models = [self.accelerator.unwrap_model(m) for m in self.recipe.trainable_models().values()]
-        conds = [self.text_cache[p] for p in prompts] if self.text_cache else None
+        conds = self.encodings.conds(prompts)
         devices = [self.device] if self.device.type == "cuda" else []
         # Rendering must not move the training RNG streams, or resuming would diverge.
         with torch.random.fork_rng(devices=devices), torch.no_grad(), self.accelerator.autocast():
@@ -497,7 +314,7 @@ class _Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         metrics = self.out_dir / METRICS
         if start_step:
-            _truncate_metrics(metrics, start_step)
+            truncate_metrics(metrics, start_step)
             for stale in ckpt.prune_stale_temp(self.out_dir / CHECKPOINTS):
                 log.warning("resume: removed %s, left by a checkpoint write that was interrupted", stale)
         else:  # stale checkpoints of another run must never be resumed into this one
@@ -592,7 +409,7 @@ class _Trainer:
                 "cache_time_s": cache_time, "peak_memory_mb": peak, "memory_kind": memory_kind,
                 "wall_time_s": time.perf_counter() - wall_start,
                 "dataset_hash": self.dataset.sha256, "dataset_size": len(self.dataset),
-                "latents_cached": bool(self.latent_cache), "text_cached": bool(self.text_cache),
+                "latents_cached": self.encodings.latents_cached, "text_cached": self.encodings.text_cached,
                 "mixed_precision": self.accelerator.mixed_precision, "device": str(self.device),
                 "last_checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
                 "steps_extended_from": self.steps_extended_from, "captions": self.caption_report,
@@ -646,7 +463,7 @@ def train_lora(recipe: Recipe, config: LoraTrainConfig, dataset_dir: str | Path,
             raise ConfigError(f"the dataset in {dataset.root} changed since checkpoint {checkpoint.path} "
                               f"(hash {dataset.sha256[:12]} vs {saved_hash[:12]}); resuming would not continue "
                               f"the same run: start a new output directory instead")
-        extended_from = _check_resume_compatible(config, checkpoint.extra.get("config", {}), checkpoint.path,
+        extended_from = check_resume_compatible(config, checkpoint.extra.get("config", {}), checkpoint.path,
                                                  start_step=checkpoint.step, extend_steps=extend_steps)
 
     # ---- models, caches, optimizer
@@ -657,7 +474,7 @@ def train_lora(recipe: Recipe, config: LoraTrainConfig, dataset_dir: str | Path,
     except OSError as exc:
         raise load_error(config.base_model, exc) from exc
     trainer = _Trainer(recipe, config, dataset, out_dir, tracker, accelerator)
-    trainer.steps_extended_from = extended_from
+    trainer.checkpoints.extended_from = extended_from
     trainer.caption_report = captions = caption_report(recipe, dataset)
     if captions and captions["long_captions"] and trainer.is_main:
         first = captions["examples"][0]
@@ -683,7 +500,8 @@ def train_lora(recipe: Recipe, config: LoraTrainConfig, dataset_dir: str | Path,
             "dataset": {"dir": str(dataset.root), "hash": dataset.sha256, "size": len(dataset)},
             "backend": {**backend_versions(), "mixed_precision": accelerator.mixed_precision,
                         "device": str(accelerator.device),
-                        "latents_cached": bool(trainer.latent_cache), "text_cached": bool(trainer.text_cache)},
+                        "latents_cached": trainer.encodings.latents_cached,
+                        "text_cached": trainer.encodings.text_cached},
             "resume_from": str(resume_from) if resume_from else "",
             "steps_extended_from": trainer.steps_extended_from,
             "gradient_checkpointing_used": trainer.checkpointing["gradient_checkpointing"],
