@@ -216,3 +216,18 @@ def test_public_model_name():
     assert public_model_name(r"C:\models\my-model") == "my-model"
     assert public_model_name("a/b/c") == "c"
     assert public_model_name("") == ""
+
+
+def test_gradient_checkpointing_key_is_what_the_run_used(trained, tmp_path):
+    """``auto`` resolves per device (off on the CPU): the file says what the run did, not the config word."""
+    import dataclasses
+
+    from fitad.train.sd_lora import train_sd_lora
+
+    config = dataclasses.replace(trained["config"], gradient_checkpointing="auto")
+    result = train_sd_lora(config, trained["dataset"], tmp_path / "run", show_progress=False)
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    out = export_kohya(result.adapter_dir, tmp_path / "auto.safetensors")
+    _raw, _size, header = raw_header(out)
+    assert summary["gradient_checkpointing"] is False                 # what the CPU run used
+    assert header["ss_gradient_checkpointing"] == str(summary["gradient_checkpointing"])

@@ -59,16 +59,19 @@ def _split_overrides(overrides: tuple[str, ...]) -> tuple[list[str], list[str]]:
 
 
 def _load_logo(path: Path | None) -> Any:
+    """The logo as RGBA through the project's image loader (EXIF, 16-bit, size limits), transparency kept."""
     if path is None:
         return None
     import numpy as np
-    from PIL import Image
+
+    from fitad.images import ImageLoadError, load_image
 
     try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGBA"))
-    except OSError as exc:
-        raise click.BadParameter(f"{path}: not an image ({exc})", param_hint="--logo") from None
+        loaded = load_image(path.read_bytes(), path.name, max_pixels=16_000_000, min_side=8, section="ads")
+    except ImageLoadError as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--logo") from None
+    alpha = loaded.alpha if loaded.alpha is not None else np.full(loaded.rgb.shape[:2], 255, np.uint8)
+    return np.dstack([loaded.rgb, alpha])
 
 
 def _run(mode: str, *, image: Path | None = None, product_image: Path | None = None, prompt: str = "",

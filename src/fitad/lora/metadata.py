@@ -153,10 +153,16 @@ def _training(info: "LoraInfo", summary: Mapping[str, Any]) -> dict[str, Any]:
     for field, key in simple.items():
         if field in cfg:
             meta[key] = cfg[field]
-    for field in ("gradient_checkpointing", "cache_latents", "random_flip", "aspect_buckets"):
+    for field in ("cache_latents", "random_flip", "aspect_buckets"):
         key = simple[field]
         if key in meta:
             meta[key] = bool(meta[key])
+    # what the run used: "auto" in the config is decided per device when training starts
+    used = run.get("gradient_checkpointing", summary.get("gradient_checkpointing"))
+    if isinstance(used, bool):
+        meta["ss_gradient_checkpointing"] = used
+    elif not isinstance(cfg.get("gradient_checkpointing"), bool):
+        meta.pop("ss_gradient_checkpointing", None)
     if "allow_upscale" in cfg:
         meta["ss_bucket_no_upscale"] = not cfg["allow_upscale"]
     if "batch_size" in cfg:

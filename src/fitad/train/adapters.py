@@ -120,7 +120,8 @@ def dataset_record(dataset: "TrainDataset") -> dict[str, Any]:
 
 def manifest(config: LoraTrainConfig, *, prediction_type: str, dataset_hash: str, steps: int,
              trigger: str | None, text_encoder_lora: bool, dataset: "TrainDataset | None" = None,
-             accelerator: Any = None, started_at: float | None = None) -> dict[str, Any]:
+             accelerator: Any = None, started_at: float | None = None,
+             gradient_checkpointing: bool | None = None) -> dict[str, Any]:
     """``fitad_lora.json`` (see the module doc); ``dataset``/``accelerator``/``started_at`` fill its records."""
     weights = f"{PEFT_SUBDIR}/" if config.adapter_type == "lokr" else LORA_WEIGHTS
     clip_skip = getattr(config, "clip_skip", None)
@@ -129,6 +130,8 @@ def manifest(config: LoraTrainConfig, *, prediction_type: str, dataset_hash: str
         run["started_at"] = float(started_at)
     if accelerator is not None:
         run.update(mixed_precision=str(accelerator.mixed_precision), num_processes=int(accelerator.num_processes))
+    if gradient_checkpointing is not None:  # what the run used ("auto" in the config resolves per device)
+        run["gradient_checkpointing"] = bool(gradient_checkpointing)
     return {
         "family": config.FAMILY,
         "base_model": config.base_model,

@@ -41,6 +41,7 @@ class FluxRecipe:
     """FLUX pieces of the training loop."""
 
     family = "flux"
+    loss_version = 2  # 2: timestep shift and normalised sigma_sqrt weights (version-1 checkpoints do not resume)
     text_trainable = False
     prediction_type = "flow"
 

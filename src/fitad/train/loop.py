@@ -398,7 +398,8 @@ class _Trainer:
                                          dataset_hash=self.dataset.sha256, steps=final_step, trigger=trigger,
                                          text_encoder_lora=self.recipe.text_trainable, dataset=self.dataset,
                                          accelerator=self.accelerator,
-                                         started_at=time.time() - (time.perf_counter() - wall_start))
+                                         started_at=time.time() - (time.perf_counter() - wall_start),
+                                         gradient_checkpointing=self.checkpointing.get("gradient_checkpointing"))
             adapters.save_adapter(lora_dir, cfg, self.recipe.pipeline_cls, unwrapped, manifest)
             summary = {
                 "status": "completed", "family": self.recipe.family, "base_model": cfg.base_model,
@@ -452,6 +453,9 @@ def train_lora(recipe: Recipe, config: LoraTrainConfig, dataset_dir: str | Path,
     base_path = resolve_base_model(config.base_model)
     check_pipeline_family(base_path, recipe.family)
     trigger = config.trigger or dataset.trigger
+    if resume:  # a checkpoint stranded by an interrupted write is put back before the newest is chosen
+        for stale in ckpt.prune_stale_temp(out_dir / CHECKPOINTS):
+            log.warning("resume: removed %s, left by a checkpoint write that was interrupted", stale)
     resume_from = ckpt.latest_checkpoint(out_dir / CHECKPOINTS) if resume else None
     if resume and resume_from is None:
         log.warning("--resume: no checkpoint under %s; training starts at step 0", out_dir / CHECKPOINTS)
@@ -463,11 +467,21 @@ def train_lora(recipe: Recipe, config: LoraTrainConfig, dataset_dir: str | Path,
             raise ConfigError(f"the dataset in {dataset.root} changed since checkpoint {checkpoint.path} "
                               f"(hash {dataset.sha256[:12]} vs {saved_hash[:12]}); resuming would not continue "
                               f"the same run: start a new output directory instead")
+        saved_version, loss_version = checkpoint.extra.get("loss_version", 1), getattr(recipe, "loss_version", 1)
+        if saved_version != loss_version:
+            raise ConfigError(f"checkpoint {checkpoint.path} was written by an older {recipe.family} loss (version "
+                              f"{saved_version}, now {loss_version}): resuming would not continue the same run; "
+                              f"start a new output directory instead")
         extended_from = check_resume_compatible(config, checkpoint.extra.get("config", {}), checkpoint.path,
                                                  start_step=checkpoint.step, extend_steps=extend_steps)
 
     # ---- models, caches, optimizer
     accelerator = make_accelerator(config)
+    saved_precision = checkpoint.extra.get("mixed_precision") if checkpoint is not None else None
+    if saved_precision and saved_precision != accelerator.mixed_precision:
+        raise ConfigError(f"checkpoint {checkpoint.path} trained with mixed precision {saved_precision!r}; this "
+                          f"machine resolves {config.SECTION}.mixed_precision={config.mixed_precision!r} to "
+                          f"{accelerator.mixed_precision!r}: set it to {saved_precision!r} to resume")
     torch.manual_seed(config.seed)  # adapter initialisation
     try:
         recipe.load(base_path, accelerator)

@@ -152,7 +152,9 @@ class Checkpoints:
         self.last = ckpt.save_checkpoint(
             self.folder, step, trainable, optimizer.state_dict(), lr_scheduler.state_dict(),
             rng_states,
-            extra={"config": to_dict(self.config), "dataset_hash": self.dataset.sha256, "family": self.recipe.family},
+            extra={"config": to_dict(self.config), "dataset_hash": self.dataset.sha256, "family": self.recipe.family,
+                   "loss_version": getattr(self.recipe, "loss_version", 1),
+                   "mixed_precision": str(self.accelerator.mixed_precision)},
             keep=self.config.keep_checkpoints)
         return self.last
 

@@ -35,6 +35,7 @@ class SDRecipe:
     """SD1.5-family pieces of the training loop."""
 
     family = "sd15"
+    loss_version = 1  # bump when a change to the loss makes older checkpoints resume into another run
 
     def __init__(self, config: SDLoraConfig) -> None:
         from diffusers import StableDiffusionPipeline
