@@ -161,3 +161,16 @@ def test_set_lists_and_booleans_are_read_by_the_field_type():
     assert cfg.names == ["a", "b"] and cfg.flag is True
     with pytest.raises(ConfigError, match=r"words\.names = '\[a' is not a valid list"):
         from_mapping(_Words, parse_overrides(["names=[a"]))
+
+
+def test_set_reads_union_fields_by_each_member_type():
+    """``bool | Literal['auto']`` and ``int | Literal['auto']`` take their member types' spellings too."""
+    from fitad.cli.common import build_config
+    from fitad.train.config import SDLoraConfig
+
+    cfg = build_config(SDLoraConfig, None, ("gradient_checkpointing=1", "log_every=5.0"))
+    assert cfg.gradient_checkpointing is True and cfg.log_every == 5 and isinstance(cfg.log_every, int)
+    cfg = build_config(SDLoraConfig, None, ("gradient_checkpointing=Off", "log_every=auto"))
+    assert cfg.gradient_checkpointing is False and cfg.log_every == "auto"
+    with pytest.raises(ConfigError, match=r"train\.log_every = .*2\.5"):
+        build_config(SDLoraConfig, None, ("log_every=2.5",))

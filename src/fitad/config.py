@@ -79,7 +79,9 @@ class CliValue(str):
     """The raw text of a ``--set key=value`` value: parsed by the field's type (see :func:`_from_cli`)."""
 
 
-_YAML_TRUE = ("y", "yes", "true", "on")
+TRUE_WORDS = ("true", "yes", "on", "1")     # how a boolean setting may be spelled (any case)
+FALSE_WORDS = ("false", "no", "off", "0")
+_YAML_TRUE = ("y", "yes", "true", "on")     # what YAML 1.1 reads as a boolean (params.yaml)
 _YAML_FALSE = ("n", "no", "false", "off")
 _YAML_NULL = ("null", "~")
 
@@ -156,13 +158,32 @@ def _coerce(section: str, key: str, value: Any, tp: Any) -> Any:
         if optional:
             return None
         raise ConfigError(f"{section}.{key}: null is not allowed here (expected {_type_name(inner)})")
+    if origin in (typing.Union, types.UnionType):  # bool | Literal["auto"], int | Literal["auto"]
+        members = typing.get_args(inner)
+        words = [w for m in members if typing.get_origin(m) is typing.Literal for w in typing.get_args(m)]
+        if value in words:
+            return value
+        spelled = {str(w).lower(): w for w in words}
+        if isinstance(value, str) and value.strip().lower() in spelled:
+            return spelled[value.strip().lower()]
+        for member in members:
+            if typing.get_origin(member) is not typing.Literal:
+                try:
+                    return _coerce(section, key, value, member)
+                except ConfigError:
+                    pass
+        kinds = [_type_name(m) for m in members if typing.get_origin(m) is not typing.Literal]
+        raise ConfigError(f"{section}.{key} = {value!r} is not allowed: expected {' or '.join(kinds)} or one of "
+                          f"{words}")
     try:
         if inner is bool:
             if isinstance(value, bool):
                 return value
-            if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on"):
+            if isinstance(value, int) and value in (0, 1):  # YAML reads a bare 1 / 0 as an int
+                return bool(value)
+            if isinstance(value, str) and value.strip().lower() in TRUE_WORDS:
                 return True
-            if isinstance(value, str) and value.lower() in ("false", "no", "0", "off"):
+            if isinstance(value, str) and value.strip().lower() in FALSE_WORDS:
                 return False
             raise ValueError
         if inner is int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar, Literal
 
-from fitad.config import ConfigError, check_choice, check_range
+from fitad.config import FALSE_WORDS, TRUE_WORDS, ConfigError, check_choice, check_range
 
 SD_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
 # Joint (double-stream) blocks have image and text projections; single blocks only to_q/k/v.
@@ -21,7 +21,6 @@ FLUX_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_
 TEXT_ENCODER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
-_TRUE_WORDS, _FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
 def _bool_or_auto(section: str, key: str, value: object) -> bool | str:
@@ -31,8 +30,8 @@ def _bool_or_auto(section: str, key: str, value: object) -> bool | str:
     word = value.strip().lower() if isinstance(value, str) else None
     if word == "auto":
         return "auto"
-    if word in _TRUE_WORDS or word in _FALSE_WORDS:
-        return word in _TRUE_WORDS
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
     raise ConfigError(f"{section}.{key} = {value!r} is not allowed: choose true, false or 'auto'")
 
 
