@@ -123,7 +123,8 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
     from fitad.generate.config import RenderConfig
     from fitad.generate.renderer import Renderer
 
-    renderer = Renderer(RenderConfig(base_model=cfg.base_model, inpaint_model="tiny-sd15-inpaint", steps=8))
+    renderer = Renderer(RenderConfig(base_model=cfg.base_model, inpaint_model="tiny-sd15-inpaint", steps=8,
+                                     clip_skip=clip_skip))  # the clip skip the LoRA was trained with
     ads = out / "ads"
     for mode, photo, fmt, headline, subcopy in (
             ("product", photos.coffee(), "instagram_portrait", "봄 한정 딸기라떼", "4월 30일까지 20% 할인"),

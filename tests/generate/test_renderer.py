@@ -570,3 +570,22 @@ def test_a_half_loaded_adapter_is_removed(make_renderer, adapters, tmp_path, tin
         renderer.txt2img(PROMPT, seed=2, lora=str(broken))
     assert renderer.adapter_stats()["base"]["loaded"] == ["hot"]
     assert np.array_equal(renderer.txt2img(PROMPT, seed=2, lora=str(adapters["a"])).image, first)
+
+
+def test_a_lora_renders_with_the_clip_skip_it_was_trained_with(make_renderer, adapters, tmp_path):
+    """The manifest's clip_skip wins over the renderer's default; a LoRA that records none gets the default."""
+    import json
+    import shutil
+
+    recorded = tmp_path / "skip1"
+    shutil.copytree(adapters["a"], recorded)
+    manifest = json.loads((recorded / "fitad_lora.json").read_text())
+    (recorded / "fitad_lora.json").write_text(json.dumps({**manifest, "clip_skip": 1}))
+
+    default2 = make_renderer(clip_skip=2)
+    result = default2.txt2img(PROMPT, seed=5, lora=str(recorded))
+    assert result.lora["clip_skip"] == 1
+    same = make_renderer(clip_skip=1).txt2img(PROMPT, seed=5, lora=str(adapters["a"]))
+    assert np.array_equal(result.image, same.image)
+    unrecorded = default2.txt2img(PROMPT, seed=5, lora=str(adapters["a"]))
+    assert unrecorded.lora["clip_skip"] == 2 and not np.array_equal(unrecorded.image, result.image)

@@ -31,7 +31,8 @@ class RenderConfig:
     vae_fp32: bool = True                    # decode latents with the VAE in float32 ("fried image" fix)
     steps: int = 20
     guidance: float = 7.0                    # classifier-free guidance (FLUX: the guidance embedding)
-    clip_skip: int = 2                       # SD1.5 family; A1111 convention (1 = last layer)
+    clip_skip: int = 2                       # SD1.5 family, A1111 convention (1 = last layer); a LoRA that
+                                             # records its training clip skip renders with that one
     resident_adapters: int = 4               # adapters kept loaded in the pipeline (LRU)
     cached_adapters: int = 16                # adapter state dicts kept in CPU memory (LRU)
     hotswap: bool = True                     # swap compatible adapters in place, in one rank-padded slot

@@ -34,7 +34,7 @@ class AdapterSource:
         out: dict[str, Any] = {"ref": self.ref, "path": str(self.path), "format": self.meta.format,
                                "family": self.meta.family, "adapter_type": self.meta.adapter_type,
                                "rank": self.meta.rank, "trigger": self.meta.trigger,
-                               "base_model": self.meta.base_model}
+                               "base_model": self.meta.base_model, "clip_skip": self.meta.clip_skip}
         if self.registry:
             out["registry"] = dict(self.registry)
         return out

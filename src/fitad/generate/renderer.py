@@ -292,10 +292,10 @@ class Renderer:
                     swap_seconds=round(activation.seconds, 4))
         return info, activation
 
-    def _encode_sd(self, pipe: Any, prompt: str, negative: str) -> dict[str, torch.Tensor]:
+    def _encode_sd(self, pipe: Any, prompt: str, negative: str, clip_skip: int) -> dict[str, torch.Tensor]:
         ids = tokenize(pipe.tokenizer, [prompt, negative], self.device)
         with torch.no_grad():
-            embeds = clip_hidden_states(pipe.text_encoder, ids, self.config.clip_skip)
+            embeds = clip_hidden_states(pipe.text_encoder, ids, clip_skip)
         embeds = embeds.to(self.dtype)
         return {"prompt_embeds": embeds[:1], "negative_prompt_embeds": embeds[1:]}
 
@@ -337,6 +337,10 @@ class Renderer:
             pipe, pool = self._pipe(kind)
             self._check_size(width, height)
             lora_info, _ = self._activate(pool, lora, lora_scale)
+            # a LoRA renders with the clip skip it was trained with (its manifest or ss_clip_skip says which)
+            clip_skip = (lora_info or {}).get("clip_skip") or self.config.clip_skip
+            if lora_info is not None:
+                lora_info["clip_skip"] = clip_skip
             timings = {"adapter": time.perf_counter() - started}
             total = int(steps * extra.get("strength", 1.0)) or 1
 
@@ -354,7 +358,7 @@ class Renderer:
             if self.family == "flux":
                 args.update(prompt=prompt, max_sequence_length=self.config.max_sequence_length)
             else:
-                args.update(self._encode_sd(pipe, prompt, negative_prompt))
+                args.update(self._encode_sd(pipe, prompt, negative_prompt, clip_skip))
             timings["encode"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             with torch.no_grad():
