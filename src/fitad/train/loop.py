@@ -219,11 +219,8 @@ class _Trainer:
         values = torch.stack([loss.float() for _, loss in pending]).tolist()
         for (step, _), value in zip(pending, values):
             if not math.isfinite(value):
-                where = (f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint
-                         else "no checkpoint had been written yet")
-                raise TrainingDivergedError(
-                    f"loss became {value} at step {step}; training stopped, {where}. "
-                    f"Lower learning_rate (now {self.config.learning_rate}) or use mixed_precision 'no'/'bf16'.")
+                raise TrainingDivergedError.at(step, f"loss became {value}", self.last_checkpoint,
+                                               self.config.learning_rate)
         flushed = [(step, value) for (step, _), value in zip(pending, values)]
         pending.clear()
         return flushed

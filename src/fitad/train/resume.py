@@ -31,8 +31,15 @@ RESUME_FREE_KEYS = frozenset({
     "gradient_checkpointing", "cache_latents", "cache_text_embeddings", "offload_encoders"})
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+    """The loss or the weights became NaN or infinite; the message names the step and the last good checkpoint."""
 
+    @classmethod
+    def at(cls, step: int, what: str, last_checkpoint: Path | None, learning_rate: float,
+           detail: str = "") -> "TrainingDivergedError":
+        where = (f"the last good checkpoint is {last_checkpoint}" if last_checkpoint
+                 else "no checkpoint had been written yet")
+        return cls(f"{what} at step {step}{f' ({detail})' if detail else ''}; training stopped, {where}. "
+                   f"Lower learning_rate (now {learning_rate}) or use mixed_precision 'no'/'bf16'.")
 
 
 def truncate_metrics(path: Path, last_step: int) -> None:
@@ -144,11 +151,8 @@ class Checkpoints:
         bad = next((f"{model}.{name}" for model, params in trainable.items() for name, t in params.items()
                     if not torch.isfinite(t).all()), None)
         if bad is not None:
-            where = (f"the last good checkpoint is {self.last}" if self.last
-                     else "no checkpoint had been written yet")
-            raise TrainingDivergedError(
-                f"adapter weights became non-finite at step {step} ({bad}); training stopped, {where}. "
-                f"Lower learning_rate (now {self.config.learning_rate}) or use mixed_precision 'no'/'bf16'.")
+            raise TrainingDivergedError.at(step, "adapter weights became non-finite", self.last,
+                                           self.config.learning_rate, detail=bad)
         self.last = ckpt.save_checkpoint(
             self.folder, step, trainable, optimizer.state_dict(), lr_scheduler.state_dict(),
             rng_states,
