@@ -107,9 +107,11 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
     from fitad.lora.load import read_lora_meta
 
     clip_skip = read_lora_meta(exported).clip_skip or RenderConfig().clip_skip
-    render_cfg = RenderConfig(base_model=cfg.base_model, inpaint_model=None, steps=8, clip_skip=clip_skip)
-    rendered = Renderer(render_cfg).txt2img(f"{cfg.trigger} {cfg.class_word}, ad poster", width=cfg.resolution,
-                                            height=cfg.resolution, seed=cfg.seed, lora=str(exported))
+    # one warm renderer for the sample and both ads: the base loads once, the LoRA is then swapped from its cache
+    renderer = Renderer(RenderConfig(base_model=cfg.base_model, inpaint_model="tiny-sd15-inpaint", steps=8,
+                                     clip_skip=clip_skip))
+    rendered = renderer.txt2img(f"{cfg.trigger} {cfg.class_word}, ad poster", width=cfg.resolution,
+                                height=cfg.resolution, seed=cfg.seed, lora=str(exported))
     sample = out / "sample.png"
     Image.fromarray(rendered.image).save(sample)
     step("render with the exported LoRA", started, image=str(sample), size=f"{rendered.width}x{rendered.height}",
@@ -120,11 +122,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
 
     from fitad.ads.config import AdConfig
     from fitad.ads.make import make_ad
-    from fitad.generate.config import RenderConfig
-    from fitad.generate.renderer import Renderer
 
-    renderer = Renderer(RenderConfig(base_model=cfg.base_model, inpaint_model="tiny-sd15-inpaint", steps=8,
-                                     clip_skip=clip_skip))  # the clip skip the LoRA was trained with
     ads = out / "ads"
     for mode, photo, fmt, headline, subcopy in (
             ("product", photos.coffee(), "instagram_portrait", "봄 한정 딸기라떼", "4월 30일까지 20% 할인"),

@@ -51,3 +51,22 @@ def tiny_flux(tiny_models_root) -> str:
     from fitad.zoo import ensure_tiny
 
     return str(ensure_tiny("tiny-flux", tiny_models_root))
+
+
+@pytest.fixture
+def nan_loss_at_call(monkeypatch):
+    """``nan_loss_at_call(n)``: SDRecipe.loss returns NaN on its n-th call (a step that diverges)."""
+    from fitad.train.sd_lora import SDRecipe
+
+    def patch(n: int) -> None:
+        real_loss = SDRecipe.loss
+        calls = {"n": 0}
+
+        def loss_that_explodes(self, latents, cond, generator):
+            calls["n"] += 1
+            value = real_loss(self, latents, cond, generator)
+            return value * float("nan") if calls["n"] == n else value
+
+        monkeypatch.setattr(SDRecipe, "loss", loss_that_explodes)
+
+    return patch

@@ -173,16 +173,9 @@ def test_losses_sync_once_per_logging_window(tiny_sd15, dataset_dir, tmp_path, m
     assert [x["step"] for x in lines] == [4, 8] and all(x["step_time_s"] > 0 for x in lines)
 
 
-def test_a_deferred_nan_is_still_caught_before_the_next_checkpoint(tiny_sd15, dataset_dir, tmp_path, monkeypatch):
-    real_loss = SDRecipe.loss
-    calls = {"n": 0}
-
-    def loss_that_explodes(self, latents, cond, generator):
-        calls["n"] += 1
-        value = real_loss(self, latents, cond, generator)
-        return value * float("nan") if calls["n"] == 3 else value
-
-    monkeypatch.setattr(SDRecipe, "loss", loss_that_explodes)
+def test_a_deferred_nan_is_still_caught_before_the_next_checkpoint(tiny_sd15, dataset_dir, tmp_path,
+                                                                   nan_loss_at_call):
+    nan_loss_at_call(3)
     cfg = _config(tiny_sd15, steps=8, checkpoint_every=2, log_every=8)
     with pytest.raises(TrainingDivergedError, match=r"loss became nan at step 3.*step_000002"):
         train_lora(SDRecipe(cfg), cfg, dataset_dir, tmp_path, show_progress=False)

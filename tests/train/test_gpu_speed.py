@@ -32,18 +32,10 @@ def test_sd_defaults_probe_the_activations_and_sync_every_ten_steps(tiny_sd15, d
     assert all(torch.isfinite(torch.tensor(v)) for v in result.losses.values())
 
 
-def test_a_nan_between_syncs_is_caught_before_the_next_checkpoint(tiny_sd15, dataset_dir, tmp_path, monkeypatch):
-    from fitad.train.sd_lora import SDRecipe, train_sd_lora
+def test_a_nan_between_syncs_is_caught_before_the_next_checkpoint(tiny_sd15, dataset_dir, tmp_path, nan_loss_at_call):
+    from fitad.train.sd_lora import train_sd_lora
 
-    real_loss = SDRecipe.loss
-    calls = {"n": 0}
-
-    def loss_that_explodes(self, latents, cond, generator):
-        calls["n"] += 1
-        value = real_loss(self, latents, cond, generator)
-        return value * float("nan") if calls["n"] == 3 else value
-
-    monkeypatch.setattr(SDRecipe, "loss", loss_that_explodes)
+    nan_loss_at_call(3)
     cfg = SDLoraConfig(base_model=tiny_sd15, **{**FAST, "steps": 8, "checkpoint_every": 2})
     with pytest.raises(TrainingDivergedError, match=r"loss became nan at step 3.*step_000002"):
         train_sd_lora(cfg, dataset_dir, tmp_path, show_progress=False)

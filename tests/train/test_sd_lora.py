@@ -246,16 +246,8 @@ def test_cached_and_uncached_runs_agree(tiny_sd15, dataset_dir, tmp_path):
                           rtol=1e-4)
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_sd15, dataset_dir, tmp_path, monkeypatch):
-    real_loss = SDRecipe.loss
-    calls = {"n": 0}
-
-    def loss_that_explodes(self, latents, cond, generator):
-        calls["n"] += 1
-        value = real_loss(self, latents, cond, generator)
-        return value * float("nan") if calls["n"] == 3 else value
-
-    monkeypatch.setattr(SDRecipe, "loss", loss_that_explodes)
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_sd15, dataset_dir, tmp_path, nan_loss_at_call):
+    nan_loss_at_call(3)
     with pytest.raises(TrainingDivergedError, match=r"loss became nan at step 3.*step_000002"):
         train_sd_lora(_config(tiny_sd15, steps=4, checkpoint_every=2), dataset_dir, tmp_path, show_progress=False)
     good = ckpt.load_checkpoint(tmp_path / "checkpoints" / "step_000002")
