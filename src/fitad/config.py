@@ -292,14 +292,44 @@ def load_params(path: str | os.PathLike | None = None) -> dict[str, Any]:
     return data
 
 
+def active_profile(params: Mapping[str, Any]) -> str | None:
+    """The profile in force: ``$FITAD_PROFILE``, else params.yaml's ``profile`` key (None: no profile)."""
+    name = os.environ.get("FITAD_PROFILE") or params.get("profile")
+    if name in (None, ""):
+        return None
+    profiles = params.get("profiles") or {}
+    if not isinstance(profiles, Mapping) or name not in profiles:
+        known = sorted(profiles) if isinstance(profiles, Mapping) else []
+        raise ConfigError(f"params.yaml: profile {name!r} is not defined under 'profiles:' (defined: {known})")
+    return str(name)
+
+
+def section_data(params: Mapping[str, Any], section: str) -> dict[str, Any]:
+    """A section of params.yaml with the active profile's entries for it laid over it.
+
+    A profile (``profiles.<name>.<section>``) changes only the keys it names, so switching between the
+    embedded tiny models and production models is one change (``profile: production``, or
+    ``dvc exp run -S profile=production``, or ``FITAD_PROFILE=production``), not an edit of every section.
+    """
+    data = params.get(section) or {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"params.yaml: section {section!r} must be a mapping")
+    data = dict(data)
+    profile = active_profile(params)
+    if profile is not None:
+        layer = (params["profiles"][profile] or {}).get(section) or {}
+        if not isinstance(layer, Mapping):
+            raise ConfigError(f"params.yaml: profiles.{profile}.{section} must be a mapping")
+        data.update(layer)
+    return data
+
+
 def load_section(cls: type[T], params_path: str | os.PathLike | None = None,
                  overrides: Mapping[str, Any] | None = None, section: str | None = None) -> T:
-    """Load ``cls`` from its section of params.yaml, then apply ``overrides`` (CLI wins)."""
+    """Load ``cls`` from its section of params.yaml (with the active profile's changes), then apply
+    ``overrides`` (CLI wins)."""
     section = section or getattr(cls, "SECTION")
-    params = load_params(params_path)
-    data = dict(params.get(section) or {})
-    if not isinstance(data, dict):
-        raise ConfigError(f"params.yaml: section {section!r} must be a mapping")
+    data = section_data(load_params(params_path), section)
     overrides = unprefixed(overrides or {}, section)
     data.update({k: v for k, v in overrides.items() if v is not None})
     return from_mapping(cls, data, section)

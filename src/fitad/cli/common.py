@@ -34,3 +34,31 @@ def build_config(cls: type, params_path: Path | None, overrides: tuple[str, ...]
     merged = parse_overrides(overrides, section=getattr(cls, "SECTION", None))
     merged.update({k: v for k, v in explicit.items() if v is not None})
     return load_section(cls, params_path, merged)
+
+
+def tracker_options(default: str = "mlflow") -> Callable[[F], F]:
+    """``--tracker mlflow|disk|none`` and ``--experiment``: where a stage reports (one MLflow parent run per
+    pipeline run, this stage's run nested under it)."""
+    def wrap(func: F) -> F:
+        func = click.option("--experiment", default="fitad", show_default=True,
+                            help="MLflow experiment; every stage of a pipeline run uses the same one.")(func)
+        func = click.option(
+            "--tracker", type=click.Choice(["mlflow", "disk", "none"]), default=default, show_default=True,
+            help="Where params, metrics and images go: MLflow ($MLFLOW_TRACKING_URI, default "
+                 "sqlite:///mlflow/mlflow.db; the run nests under the pipeline run recorded upstream), "
+                 "files under OUT_DIR/tracking, or nowhere.")(func)
+        return func
+    return wrap
+
+
+def stage_tracker(kind: str, stage: str, out_dir: Path, inputs: list[Path], experiment: str, *,
+                  run_name: str | None = None, tags: dict[str, Any] | None = None, fresh: bool = True) -> Any:
+    """The stage's tracker (see fitad.tracking.lineage.open_stage_run); an unreachable server is a usage error."""
+    from fitad.tracking.lineage import open_stage_run
+    from fitad.tracking.store import TrackingUnavailableError
+
+    try:
+        return open_stage_run(kind, stage, out_dir, inputs=inputs, experiment=experiment, run_name=run_name,
+                              tags=tags, fresh=fresh)
+    except TrackingUnavailableError as exc:
+        raise click.ClickException(str(exc)) from None

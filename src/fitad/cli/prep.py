@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from fitad.cli.common import build_config, config_options
+from fitad.cli.common import build_config, config_options, stage_tracker, tracker_options
 
 
 class _RunByDefault(click.Group):
@@ -68,11 +68,12 @@ def _backend_options(func):
               help="BLIP model ID, local directory or tiny-blip (local files only unless downloads are allowed).")
 @_backend_options
 @click.option("--force", is_flag=True, help="Process every input again, even when its outputs are up to date.")
+@tracker_options(default="none")
 @config_options
 @click.pass_context
 def run_cmd(ctx: click.Context, input_dir: Path, output_dir: Path, trigger, class_word, resolution, captioner,
             caption_model, text_detector, segmenter, rembg_model, inpaint_method, workers, force,
-            params_path, overrides) -> None:
+            tracker, experiment, params_path, overrides) -> None:
     """Clean, crop and caption the top-level images of INPUT_DIR into a dataset in OUTPUT_DIR.
 
     OUTPUT_DIR gets images/<name>.png + .txt (kohya layout), metadata.jsonl (HF imagefolder) and
@@ -104,12 +105,27 @@ def run_cmd(ctx: click.Context, input_dir: Path, output_dir: Path, trigger, clas
             elif record.status == "skipped" and not record.resumed:
                 progress.console.print(f"[yellow]skipped[/yellow] {record.input}: {record.reason}")
 
+        run = stage_tracker(tracker, "prep", output_dir, [input_dir], experiment, run_name="prep")
         try:
-            report = prepare(config, input_dir, output_dir, force=force, on_start=on_start, on_item=on_item)
+            with run:
+                report = prepare(config, input_dir, output_dir, force=force, on_start=on_start, on_item=on_item)
+                log_prep_run(run, config, report, output_dir)
         except PrepError as exc:
             raise click.ClickException(str(exc)) from None
     _print_summary(console, report)
     ctx.exit(report.exit_code)
+
+
+def log_prep_run(run, config, report, output_dir: Path) -> None:
+    """The prep run's record: settings, totals, the backends actually used, the report file."""
+    from fitad.config import to_dict
+
+    run.log_params(to_dict(config))
+    run.log_metrics({k: float(v) for k, v in report.totals.items() if isinstance(v, (int, float))}, step=0)
+    used = sorted({f"{k}:{v}" for entry in report.backends.get("used", []) for k, v in entry.items()})
+    run.set_tags({"fitad.backends": ",".join(used)})
+    if (output_dir / "report.json").is_file():
+        run.log_artifact(output_dir / "report.json", "prep")
 
 
 def _print_summary(console, report) -> None:

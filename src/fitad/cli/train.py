@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from fitad.cli.common import build_config, config_options
+from fitad.cli.common import build_config, config_options, stage_tracker, tracker_options
 
 ADAPTERS = {"lora": ("lora", False), "dora": ("lora", True), "lokr": ("lokr", None)}
 
@@ -35,10 +35,7 @@ ADAPTERS = {"lora": ("lora", False), "dora": ("lora", True), "lokr": ("lokr", No
               help="With --resume: allow --steps beyond the checkpoint run's total. The LR schedule is "
                    "recomputed for the new total, so from the resume point on the learning rate differs "
                    "from the original run's (unless lr_scheduler is constant).")
-@click.option("--tracker", type=click.Choice(["mlflow", "disk", "none"]), default="mlflow", show_default=True,
-              help="Where params, metrics and validation images go: MLflow ($MLFLOW_TRACKING_URI, default "
-                   "sqlite:///mlflow/mlflow.db), files under OUT_DIR/tracking, or nowhere.")
-@click.option("--experiment", default="fitad-train", show_default=True, help="MLflow experiment name.")
+@tracker_options()
 @click.option("--run-name", default=None, help="MLflow run name (default: OUT_DIR's name).")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar with loss and seconds per step.")
@@ -64,7 +61,6 @@ def train_command(dataset_dir: Path, out_dir: Path, family: str, base_model: str
                           rank=rank, alpha=alpha, adapter_type=adapter_type, use_dora=use_dora,
                           resolution=resolution, batch_size=batch_size, learning_rate=learning_rate)
 
-    from fitad.tracking import make_tracker
     from fitad.train.data import DatasetError
     from fitad.train.loop import TrainingDivergedError
     from fitad.train.runtime import ModelNotFoundError
@@ -79,8 +75,8 @@ def train_command(dataset_dir: Path, out_dir: Path, family: str, base_model: str
 
     if int(os.environ.get("RANK", "0")) != 0:
         tracker = "none"  # under `accelerate launch` only the main process reports
-    run = make_tracker(tracker, root=out_dir / "tracking", fresh=not resume, experiment=experiment,
-                       run_name=run_name or out_dir.name, tags={"fitad.stage": "train", "fitad.family": family})
+    run = stage_tracker(tracker, "train", out_dir, [dataset_dir], experiment, run_name=run_name or out_dir.name,
+                        tags={"fitad.family": family, "fitad.base_model": config.base_model}, fresh=not resume)
     try:
         with run:
             result = train(config, dataset_dir, out_dir, run, resume=resume, show_progress=progress, **extra)

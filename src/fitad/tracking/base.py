@@ -32,14 +32,20 @@ class Tracker(Protocol):
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Record scalar metrics at a step."""
 
-    def log_image(self, image: "Image.Image | str | os.PathLike", name: str, step: int | None = None) -> None:
-        """Record an image (a PIL image or an image file) under ``name`` (e.g. ``step_000050_0.png``)."""
+    def log_image(self, image: "Image.Image | str | os.PathLike", name: str, step: int | None = None,
+                  key: str | None = None) -> None:
+        """Record an image (a PIL image or an image file) under ``name`` (e.g. ``step_000050_0.png``).
+
+        With ``step`` and ``key`` it is one frame of the image series ``key`` (MLflow shows how it evolves)."""
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Record labels of the run (decisions, lineage); values become strings."""
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         """Record a file or directory, optionally under a sub-folder ``artifact_path``."""
 
-    def close(self, status: str = "FINISHED") -> None:
-        """End the run; ``status`` is ``FINISHED`` or ``FAILED``."""
+    def close(self, status: str = "FINISHED", reason: str | None = None) -> None:
+        """End the run; ``status`` is ``FINISHED`` or ``FAILED`` (then ``reason`` says why)."""
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -66,7 +72,18 @@ class _Base:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.close("FAILED" if exc_type else "FINISHED")
+        if exc_type is None:
+            self.close("FINISHED")
+        else:
+            self.close("FAILED", reason=failure_reason(exc_type, exc))
+
+
+def failure_reason(exc_type: type, exc: BaseException | None) -> str:
+    """One line for a run's failure tag: the exception's type and message (interrupts say so)."""
+    if issubclass(exc_type, KeyboardInterrupt):
+        return "interrupted (KeyboardInterrupt)"
+    text = " ".join(str(exc or "").split())
+    return f"{exc_type.__name__}: {text}"[:4000] if text else exc_type.__name__
 
 
 class NullTracker(_Base):
@@ -80,13 +97,16 @@ class NullTracker(_Base):
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         pass
 
-    def log_image(self, image: Any, name: str, step: int | None = None) -> None:
+    def log_image(self, image: Any, name: str, step: int | None = None, key: str | None = None) -> None:
+        pass
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
         pass
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
         pass
 
-    def close(self, status: str = "FINISHED") -> None:
+    def close(self, status: str = "FINISHED", reason: str | None = None) -> None:
         pass
 
 
@@ -114,7 +134,7 @@ class DiskTracker(_Base):
         with open(self.root / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
 
-    def log_image(self, image: Any, name: str, step: int | None = None) -> None:
+    def log_image(self, image: Any, name: str, step: int | None = None, key: str | None = None) -> None:
         target = self.root / "images" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(target, suffix=target.suffix or ".png") as tmp:
@@ -134,8 +154,16 @@ class DiskTracker(_Base):
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, folder / source.name)
 
-    def close(self, status: str = "FINISHED") -> None:
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        path = self.root / "tags.json"
+        current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        current.update({str(k): str(v) for k, v in tags.items()})
+        atomic_write_json(path, current, sort_keys=True)
+
+    def close(self, status: str = "FINISHED", reason: str | None = None) -> None:
         (self.root / "status").write_text(status + "\n", encoding="utf-8")
+        if reason:
+            self.set_tags({"fitad.failure_reason": reason})
 
     def metrics(self) -> list[dict[str, Any]]:
         """The metric records logged so far (for tests and reports)."""
@@ -147,7 +175,7 @@ class DiskTracker(_Base):
 
 def make_tracker(kind: str, *, root: str | os.PathLike | None = None, fresh: bool = False, experiment: str = "fitad",
                  run_name: str | None = None, tracking_uri: str | None = None,
-                 tags: Mapping[str, str] | None = None) -> Tracker:
+                 tags: Mapping[str, str] | None = None, parent_run_id: str | None = None) -> Tracker:
     """Build the tracker named by ``kind``: ``mlflow``, ``disk`` (needs ``root``) or ``none``."""
     if kind == "none":
         return NullTracker()
@@ -158,5 +186,6 @@ def make_tracker(kind: str, *, root: str | os.PathLike | None = None, fresh: boo
     if kind == "mlflow":
         from fitad.tracking.mlflow_tracker import MlflowTracker
 
-        return MlflowTracker(experiment=experiment, run_name=run_name, tracking_uri=tracking_uri, tags=tags)
+        return MlflowTracker(experiment=experiment, run_name=run_name, tracking_uri=tracking_uri, tags=tags,
+                             parent_run_id=parent_run_id)
     raise ValueError(f"unknown tracker {kind!r}: choose one of {list(TRACKER_KINDS)}")
