@@ -132,7 +132,7 @@ class FitadAdapterModel(_PythonModel):  # type: ignore[misc, valid-type]
         self._renderer = Renderer(RenderConfig(base_model=base or meta.get("base_reference", ""),
                                                inpaint_model=None))
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> list[bytes]:
+    def predict(self, context, model_input, params=None):  # no type hints: MLflow would derive a schema
         from PIL import Image
 
         params = params or {}

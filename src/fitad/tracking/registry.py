@@ -62,6 +62,12 @@ class VersionInfo:
     tags: dict[str, str]
 
 
+def _logged_model_id(source: str) -> str | None:
+    """``m-...`` of a ``models:/m-...`` source (a server checks the version against that logged model)."""
+    rest = source[len("models:/"):] if source.startswith("models:/") else ""
+    return rest if rest.startswith("m-") and "/" not in rest else None
+
+
 class Registry:
     """Registry operations against the tracking server (or embedded store) at ``tracking_uri``."""
 
@@ -145,7 +151,8 @@ class Registry:
         # A SQLite registry resolves a `models:/m-...` source through MLflow's process-wide tracking store.
         with tracking_uri(self.tracking_uri):
             mv = self.client.create_model_version(name, source=source, run_id=run_id,
-                                                  tags={k: str(v) for k, v in tags.items()}, description=description)
+                                                  tags={k: str(v) for k, v in tags.items()}, description=description,
+                                                  model_id=_logged_model_id(source))
         self.client.set_registered_model_alias(name, CANDIDATE, mv.version)
         return str(mv.version)
 
