@@ -62,3 +62,63 @@ def test_failed_run_is_marked(tmp_path):
         with make_tracker("mlflow", tracking_uri=uri) as tracker:
             raise ValueError("bad input")
     assert MlflowClient(tracking_uri=uri).get_run(tracker.run_id).info.status == "FAILED"
+
+
+def test_step_metrics_go_in_background_batches_and_all_arrive(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = make_tracker("mlflow", tracking_uri=uri)
+    calls = []
+    send = tracker._send_metrics
+    tracker._send_metrics = lambda batch: (calls.append(len(batch)), send(batch))
+    tracker._metrics._send = tracker._send_metrics
+    for step in range(1, 301):
+        tracker.log_metrics({"loss": 1.0 / step, "lr": 1e-4}, step=step)
+    tracker.close()
+    history = MlflowClient(uri).get_metric_history(tracker.run_id, "loss")
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(1, 301))
+    assert sum(calls) == 600 and len(calls) <= 3  # batches of up to 1000 values, not a call per step
+
+
+def test_a_server_failing_mid_run_costs_metrics_not_the_run(tmp_path, caplog):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = make_tracker("mlflow", tracking_uri=uri)
+
+    def broken(batch):
+        raise ConnectionError("server went away")
+
+    tracker._metrics._send = broken
+    for step in range(5):
+        tracker.log_metrics({"loss": 0.5}, step=step)
+    with caplog.at_level("WARNING"):
+        tracker.close()
+    assert tracker._metrics.dropped == 5
+    assert "5 metric values were not recorded" in caplog.text and "metrics.jsonl" in caplog.text
+
+
+def test_validation_images_form_a_series(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    image_file = tmp_path / "v.png"
+    Image.new("RGB", (8, 8), "red").save(image_file)
+    with make_tracker("mlflow", tracking_uri=uri) as tracker:
+        tracker.log_image(image_file, "step_000010_0.png", step=10, key="validation_0")
+        tracker.log_image(Image.new("RGB", (8, 8)), "step_000020_0.png", step=20, key="validation_0")
+    names = [f.path for f in MlflowClient(uri).list_artifacts(tracker.run_id, "images")]
+    # MLflow's image-series layout: images/<key>+step+<step>+timestamp+...png (the UI's step slider reads it)
+    series = [n for n in names if n.startswith("images/validation_0+step+") and n.endswith(".png")]
+    steps = sorted(int(n.split("+step+")[1].split("+")[0]) for n in series)
+    assert steps == [10, 20]
+
+
+def test_failure_reason_is_tagged(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(RuntimeError):
+        with make_tracker("mlflow", tracking_uri=uri) as tracker:
+            raise RuntimeError("disk   full\nwhile saving")
+    run = MlflowClient(uri).get_run(tracker.run_id)
+    assert run.info.status == "FAILED" and run.data.tags["fitad.failure_reason"] == "RuntimeError: disk full while saving"
