@@ -1,8 +1,10 @@
 """The end-to-end job on the embedded defaults, small enough for a laptop CPU (``make demo``).
 
-synthetic panels → prep (OCR cleanup, crop, captions) → LoRA training on tiny-sd15 (logged to the
-local MLflow store) → kohya export → one image rendered with the exported LoRA. Every step calls the
-same entry function the CLI, DVC and Kubeflow use; only the sizes are shrunk.
+synthetic panels → prep (OCR cleanup, crop, captions) → LoRA training on tiny-sd15 → kohya export →
+evaluation (CLIP-T / CLIP-I / effect size) → registration in MLflow with the gate → ``approved`` → one
+render and two ads with the approved version loaded from the registry. With the MLflow tracker every
+stage is a run nested under one pipeline run in the local store (``fitad mlflow ui`` shows it). Every
+step calls the same entry function the CLI, DVC and Kubeflow use; only the sizes are shrunk.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from fitad.config import SynthConfig, check_choice, check_range
 from fitad.tracking import TRACKER_KINDS
 
 
-TOTAL_STEPS = 8
+TOTAL_STEPS = 10
 
 
 @dataclasses.dataclass
@@ -33,6 +35,7 @@ class DemoConfig:
     rank: int = 8
     base_model: str = "tiny-sd15"
     tracker: str = "mlflow"
+    experiment: str = "fitad-demo"
 
     def __post_init__(self) -> None:
         check_range("demo", "panels", self.panels, lo=1, hi=200)
@@ -48,9 +51,9 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
     from fitad import zoo
     from fitad.lora.export import export_kohya
     from fitad.prep.config import PrepConfig
-    from fitad.prep.run import prepare
+    from fitad.prep.run import log_prep_run, prepare
     from fitad.synth import synthesize
-    from fitad.tracking import make_tracker
+    from fitad.tracking.lineage import open_stage_run
     from fitad.train.config import SDLoraConfig
     from fitad.train.sd_lora import train_sd_lora
 
@@ -76,8 +79,10 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
 
     started = time.perf_counter()
     dataset = out / "dataset"
-    report = prepare(PrepConfig(trigger=cfg.trigger, class_word=cfg.class_word, resolution=cfg.resolution),
-                     raw, dataset)
+    prep_config = PrepConfig(trigger=cfg.trigger, class_word=cfg.class_word, resolution=cfg.resolution)
+    with open_stage_run(cfg.tracker, "prep", dataset, inputs=[raw], experiment=cfg.experiment) as run:
+        report = prepare(prep_config, raw, dataset)
+        log_prep_run(run, prep_config, report, dataset)
     totals = report.totals
     step("prep", started, inputs_ok=totals.get("ok"), images=totals.get("images_written"), failed=len(report.failed),
          backends=",".join(f"{k}:{v}" for used in report.backends.get("used", []) for k, v in sorted(used.items())),
@@ -88,8 +93,9 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
                              steps=cfg.steps, batch_size=2, learning_rate=1e-3, checkpoint_every=10,
                              validation_every=cfg.steps, validation_inference_steps=4, seed=cfg.seed,
                              trigger=cfg.trigger)
-    tracker = make_tracker(cfg.tracker, root=out / "tracking", fresh=True, experiment="fitad-demo", run_name="demo")
-    with tracker:  # closes the run as FAILED if training raises
+    # nested under the pipeline run that prep opened; closed as FAILED (with the reason) if training raises
+    with open_stage_run(cfg.tracker, "train", out / "train", inputs=[dataset], experiment=cfg.experiment,
+                        tags={"fitad.base_model": cfg.base_model}) as tracker:
         result = train_sd_lora(train_cfg, dataset, out / "train", tracker, show_progress=True)
     step("LoRA training", started, steps=result.steps, final_loss=round(result.final_loss or float("nan"), 4),
          steps_per_s=round(result.steps_per_s, 2), adapter=str(result.adapter_dir), tracker=cfg.tracker)
@@ -100,6 +106,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
 
     started = time.perf_counter()
     # Render as the LoRA was trained: the clip skip recorded in the exported file (training's, A1111 convention).
+    # One warm renderer for the evaluation, the sample and both ads: the base loads once, LoRAs swap from cache.
     from PIL import Image
 
     from fitad.generate.config import RenderConfig
@@ -107,15 +114,34 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
     from fitad.lora.load import read_lora_meta
 
     clip_skip = read_lora_meta(exported).clip_skip or RenderConfig().clip_skip
-    # one warm renderer for the sample and both ads: the base loads once, the LoRA is then swapped from its cache
     renderer = Renderer(RenderConfig(base_model=cfg.base_model, inpaint_model="tiny-sd15-inpaint", steps=8,
                                      clip_skip=clip_skip))
+    evaluation = _evaluate(cfg, renderer, result.adapter_dir, dataset, out / "eval")
+    step("evaluation", started, **{k: round(v, 4) for k, v in evaluation.metrics.items() if k in _SHOWN},
+         grid=str(evaluation.grid_path))
+
+    started = time.perf_counter()
+    lora_ref = str(exported)
+    if cfg.tracker == "mlflow":
+        registration = _register(cfg, out, result.adapter_dir.parent, exported, dataset)
+        gate = registration.gate
+        if registration.approved:  # the ads below load what the service would deploy
+            lora_ref = f"models:/{registration.name}@approved"
+        step("register + gate", started, model=f"{registration.name} v{registration.version}",
+             gate=gate.decision + (f" ({'; '.join(gate.reasons)})" if gate.reasons else ""),
+             approved=registration.approved, lora=lora_ref)
+        summary["registry"] = {"name": registration.name, "version": registration.version,
+                               "approved": registration.approved, "tracking_uri": _tracking_uri()}
+    else:
+        step("register + gate", started, skipped=f"needs the mlflow tracker (tracker={cfg.tracker})")
+
+    started = time.perf_counter()
     rendered = renderer.txt2img(f"{cfg.trigger} {cfg.class_word}, ad poster", width=cfg.resolution,
-                                height=cfg.resolution, seed=cfg.seed, lora=str(exported))
+                                height=cfg.resolution, seed=cfg.seed, lora=lora_ref)
     sample = out / "sample.png"
     Image.fromarray(rendered.image).save(sample)
-    step("render with the exported LoRA", started, image=str(sample), size=f"{rendered.width}x{rendered.height}",
-         clip_skip=clip_skip)
+    step("render with the LoRA", started, image=str(sample), size=f"{rendered.width}x{rendered.height}",
+         clip_skip=clip_skip, lora=lora_ref)
 
     # Ads from real photographs (scikit-image ships them): a product ad and a person ad with the trained LoRA.
     from skimage import data as photos
@@ -132,7 +158,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
         result = make_ad(mode, AdConfig(format=fmt, industry=industry, work_side=cfg.resolution), renderer,
                          image=photo, prompt="봄 카페" if mode == "product" else "화사한 봄 코디", headline=headline,
                          subcopy=subcopy, shop_name="봄날" + ("카페" if mode == "product" else "헤어"),
-                         seed=cfg.seed, lora=str(exported))
+                         seed=cfg.seed, lora=lora_ref)
         png, _json = result.save(ads / f"{mode}_{fmt}.png")
         kept = result.metadata["kept"]["product" if mode == "product" else "faces"]
         step(f"{mode} ad", started, image=str(png), size="x".join(map(str, result.metadata["size"])),
@@ -141,3 +167,34 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
+
+
+_SHOWN = ("clip_t", "clip_i", "effect_size", "pixel_change")
+
+
+def _evaluate(cfg: DemoConfig, renderer, lora_dir: Path, dataset: Path, out: Path):
+    from fitad.evaluate import evaluate_lora
+    from fitad.evaluate.config import EvalConfig
+    from fitad.tracking.lineage import open_stage_run
+
+    config = EvalConfig(clip_model="tiny-clip", steps=4, prompts=["{trigger}", "{trigger} on an ad poster"],
+                        seeds=[0, 1])
+    with open_stage_run(cfg.tracker, "evaluate", out, inputs=[dataset, lora_dir], experiment=cfg.experiment) as run:
+        return evaluate_lora(config, lora_dir, dataset, out, run, show_progress=False, renderer=renderer)
+
+
+def _register(cfg: DemoConfig, out: Path, train_dir: Path, exported: Path, dataset: Path):
+    """Register under fitad-demo-<trigger>, with the gate of params.yaml (its embedded profile under `make demo`)."""
+    from fitad.config import load_section
+    from fitad.tracking.config import GateConfig, RegistryConfig
+    from fitad.tracking.register import register_lora
+
+    registry = RegistryConfig(model_name=f"fitad-demo-{cfg.trigger}", experiment=cfg.experiment)
+    return register_lora(registry, load_section(GateConfig), train_dir, out / "eval", out / "register",
+                         kohya_file=exported, prep_dir=dataset)
+
+
+def _tracking_uri() -> str:
+    from fitad.tracking.store import default_tracking_uri
+
+    return default_tracking_uri()

@@ -81,7 +81,7 @@ def run_cmd(ctx: click.Context, input_dir: Path, output_dir: Path, trigger, clas
     whose outputs are up to date, so an interrupted run resumes. Exit code 1 if any input failed.
     """
     from fitad.prep.config import PrepConfig
-    from fitad.prep.run import PrepError, prepare
+    from fitad.prep.run import PrepError, log_prep_run, prepare
 
     config = build_config(PrepConfig, params_path, overrides, trigger=trigger, class_word=class_word,
                           resolution=resolution, captioner=captioner, caption_model=caption_model,
@@ -114,18 +114,6 @@ def run_cmd(ctx: click.Context, input_dir: Path, output_dir: Path, trigger, clas
             raise click.ClickException(str(exc)) from None
     _print_summary(console, report)
     ctx.exit(report.exit_code)
-
-
-def log_prep_run(run, config, report, output_dir: Path) -> None:
-    """The prep run's record: settings, totals, the backends actually used, the report file."""
-    from fitad.config import to_dict
-
-    run.log_params(to_dict(config))
-    run.log_metrics({k: float(v) for k, v in report.totals.items() if isinstance(v, (int, float))}, step=0)
-    used = sorted({f"{k}:{v}" for entry in report.backends.get("used", []) for k, v in entry.items()})
-    run.set_tags({"fitad.backends": ",".join(used)})
-    if (output_dir / "report.json").is_file():
-        run.log_artifact(output_dir / "report.json", "prep")
 
 
 def _print_summary(console, report) -> None:

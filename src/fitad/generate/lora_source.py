@@ -71,27 +71,34 @@ def _resolve_mlflow(ref: str, cache_dir: Path) -> tuple[Path, str, dict[str, str
         from mlflow.exceptions import MlflowException
     except ImportError:  # pragma: no cover - mlflow is in the default extras
         raise LoraLoadError(f"{ref}: MLflow model URIs need mlflow (pip install 'fitad[track]')") from None
+    from fitad.tracking.store import TrackingUnavailableError, check_reachable, default_tracking_uri, use_tracking_uri
+
+    tracking = default_tracking_uri()  # the project's store (sqlite:///mlflow/mlflow.db) unless a server is named
     registry: dict[str, str] = {}
     uri = ref
     match = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/([^/]+))", ref)
     try:
-        if match:
-            name, alias, version = match.groups()
-            client = mlflow.MlflowClient()
-            if alias:
-                version = client.get_model_version_by_alias(name, alias).version
-            registry = {"name": name, "version": str(version), "alias": alias or ""}
-            uri = f"models:/{name}/{version}"
-        elif ref.startswith("models:/"):
-            raise LoraLoadError(f"{ref}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
-        tracking = mlflow.get_tracking_uri()  # two registries may hold the same NAME/VERSION
-        target = cache_dir / hashlib.sha1(f"{tracking}|{uri}".encode()).hexdigest()[:16]
-        if not (target / ".complete").is_file():
-            target.mkdir(parents=True, exist_ok=True)
-            mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target))
-            (target / ".complete").write_text(uri, encoding="utf-8")
+        with use_tracking_uri(tracking):  # models:/ URIs resolve through MLflow's global registry URI
+            if match:
+                name, alias, version = match.groups()
+                check_reachable(tracking)
+                client = mlflow.MlflowClient(tracking_uri=tracking, registry_uri=tracking)
+                if alias:
+                    version = client.get_model_version_by_alias(name, alias).version
+                registry = {"name": name, "version": str(version), "alias": alias or ""}
+                uri = f"models:/{name}/{version}"
+            elif ref.startswith("models:/"):
+                raise LoraLoadError(f"{ref}: expected models:/NAME@ALIAS or models:/NAME/VERSION")
+            # two registries may hold the same NAME/VERSION: the cache is keyed by the store too
+            target = cache_dir / hashlib.sha1(f"{tracking}|{uri}".encode()).hexdigest()[:16]
+            if not (target / ".complete").is_file():
+                target.mkdir(parents=True, exist_ok=True)
+                mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target), tracking_uri=tracking)
+                (target / ".complete").write_text(uri, encoding="utf-8")
     except MlflowException as exc:
         raise LoraLoadError(f"{ref}: {exc.message}") from None
+    except TrackingUnavailableError as exc:
+        raise LoraLoadError(f"{ref}: {exc}") from None
     key = f"mlflow:{tracking}|{uri}" if registry else _file_key(target)
     return _find_adapter(target), key, registry
 

@@ -502,3 +502,14 @@ def prepare(config: PrepConfig, input_dir: str | os.PathLike, output_dir: str | 
                         config=to_dict(config), ignored=ignored)
     store.write_report(report.to_dict())
     return report
+
+
+def log_prep_run(run: Any, config: PrepConfig, report: Any, output_dir: str | os.PathLike) -> None:
+    """The prep run's record: settings, totals, the backends actually used, the report file."""
+    output_dir = Path(output_dir)
+    run.log_params(to_dict(config))
+    run.log_metrics({k: float(v) for k, v in report.totals.items() if isinstance(v, (int, float))}, step=0)
+    used = sorted({f"{k}:{v}" for entry in report.backends.get("used", []) for k, v in entry.items()})
+    run.set_tags({"fitad.backends": ",".join(used)})
+    if (output_dir / "report.json").is_file():
+        run.log_artifact(output_dir / "report.json", "prep")

@@ -17,11 +17,12 @@ the evaluation's metrics, grid and report (``evaluation/``) and the training sum
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
+
+from fitad.tracking.store import use_tracking_uri as tracking_uri
 
 MODEL_ARTIFACT = "lora_model"
 
@@ -52,25 +53,6 @@ def base_reference(base_model: str) -> str:
     return str(path.resolve()) if path.exists() else base_model
 
 
-@contextlib.contextmanager
-def tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's fluent model API reads a process-wide tracking URI (and ``set_tracking_uri`` also writes
-    ``$MLFLOW_TRACKING_URI``): set it for the block, then put both back as they were."""
-    import mlflow
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    saved_global, saved_env = tracking_utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        tracking_utils._tracking_uri = saved_global
-        if saved_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = saved_env
-
-
 def _signature() -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
@@ -84,6 +66,19 @@ def _signature() -> Any:
                             ParamSpec("seed", DataType.integer, 0)]))
 
 
+def pinned_requirements() -> list[str]:
+    """What serving the model needs, pinned to this environment (torch without its local ``+cpu`` label)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for package in ("diffusers", "transformers", "peft", "safetensors", "accelerate", "torch"):
+        try:
+            out.append(f"{package}=={version(package).split('+')[0]}")
+        except PackageNotFoundError:
+            continue
+    return out
+
+
 def log_lora_model(run_id: str, lora_dir: str | os.PathLike, *, uri: str, base_model: str, adapter_type: str,
                    metadata: Mapping[str, Any]) -> str:
     """Log ``lora_dir`` into run ``run_id`` as the MLflow model ``lora_model``; return its ``models:/`` URI."""
@@ -94,7 +89,8 @@ def log_lora_model(run_id: str, lora_dir: str | os.PathLike, *, uri: str, base_m
             import mlflow.diffusers
 
             info = mlflow.diffusers.log_model(str(lora_dir), base_model=base_reference(base_model),
-                                              name=MODEL_ARTIFACT, run_id=run_id, metadata=dict(metadata))
+                                              name=MODEL_ARTIFACT, run_id=run_id, metadata=dict(metadata),
+                                              pip_requirements=pinned_requirements())
         else:
             info = mlflow.pyfunc.log_model(name=MODEL_ARTIFACT, python_model=FitadAdapterModel(),
                                            artifacts={"lora": str(lora_dir)}, run_id=run_id,

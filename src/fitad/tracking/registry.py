@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from fitad.tracking.config import APPROVED, CANDIDATE
 from fitad.tracking.gate import DECISION_TAG, REASONS_TAG, metrics_from_tags
-from fitad.tracking.store import check_reachable, default_tracking_uri
+from fitad.tracking.store import check_reachable, default_tracking_uri, use_tracking_uri
 
 APPROVED_AT = "fitad.approved_at"
 HISTORY_TAG = "fitad.approval_history"
@@ -146,10 +146,8 @@ class Registry:
         except MlflowException:
             self.client.create_registered_model(name, tags={"fitad.kind": "lora"},
                                                 description="LoRA adapters of one character/project (fitad)")
-        from fitad.tracking.model import tracking_uri
-
         # A SQLite registry resolves a `models:/m-...` source through MLflow's process-wide tracking store.
-        with tracking_uri(self.tracking_uri):
+        with use_tracking_uri(self.tracking_uri):
             mv = self.client.create_model_version(name, source=source, run_id=run_id,
                                                   tags={k: str(v) for k, v in tags.items()}, description=description,
                                                   model_id=_logged_model_id(source))

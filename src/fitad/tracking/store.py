@@ -12,12 +12,13 @@ This module does not import MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow/mlflow.db"
 
@@ -98,3 +99,22 @@ def ui_command(uri: str, host: str = "127.0.0.1", port: int = 5000, python: str 
 
 def describe_command(cmd: list[str]) -> str:
     return " ".join(shlex.quote(part) for part in cmd)
+
+
+@contextlib.contextmanager
+def use_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent model API reads a process-wide tracking URI (and ``set_tracking_uri`` also writes
+    ``$MLFLOW_TRACKING_URI``): set it for the block, then put both back as they were."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved_global, saved_env = tracking_utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri = saved_global
+        if saved_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env

@@ -19,7 +19,9 @@ Latents are encoded with the VAE posterior *mean*, so cached and uncached runs s
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -30,7 +32,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
-from fitad.fsutil import atomic_file, atomic_write_json
+from fitad.fsutil import atomic_file, atomic_write_json, atomic_write_text
 from fitad.config import ConfigError, to_dict
 from fitad.train import adapters, checkpoint as ckpt
 from fitad.train.config import LoraTrainConfig
@@ -47,6 +49,7 @@ CHECKPOINTS = "checkpoints"
 VALIDATION = "validation"
 METRICS = "metrics.jsonl"
 SUMMARY = "train_summary.json"
+LOSS_CSV = "loss.csv"  # step,loss,lr: the loss curve for `dvc plots`
 LORA = "lora"
 CAPTION_EXAMPLES = 5  # long captions listed by name in the summary and the tracker
 
@@ -301,7 +304,7 @@ class _Trainer:
             path = folder / f"step_{step:06d}_{i}.png"
             with atomic_file(path) as tmp:
                 image.save(tmp)
-            self.tracker.log_image(path, path.name, step=step)
+            self.tracker.log_image(path, path.name, step=step, key=f"validation_{i}")
             paths.append(path)
         return paths
 
@@ -414,6 +417,7 @@ class _Trainer:
                 **self.checkpointing, "log_every": self.log_every,
             }
             summary_path = _write_summary(self.out_dir, summary)
+            _write_loss_csv(self.out_dir)
             self.tracker.log_metrics({"steps_per_s": steps_per_s, "wall_time_s": summary["wall_time_s"],
                                       "cache_time_s": cache_time}, step=final_step)
             self.tracker.log_artifact(lora_dir, LORA)
@@ -536,6 +540,27 @@ def train_lora(recipe: Recipe, config: LoraTrainConfig, dataset_dir: str | Path,
     accelerator.wait_for_everyone()
     return trainer.finish(start_step=start_step, losses=losses, step_times=step_times, cache_time=cache_time,
                           trigger=trigger, wall_start=wall_start)
+
+
+def _write_loss_csv(out_dir: Path) -> Path:
+    """``loss.csv`` (step,loss,lr) from the run's metrics records: the loss curve ``dvc plots`` draws.
+
+    Read back from metrics.jsonl so a resumed run's curve starts at step 1 too; a line that is not a
+    record (half-written by a killed run) is skipped.
+    """
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["step", "loss", "lr"])
+    metrics = out_dir / METRICS
+    lines = metrics.read_text(encoding="utf-8", errors="replace").splitlines() if metrics.is_file() else []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "step" in record and "loss" in record:
+            writer.writerow([record["step"], record["loss"], record.get("lr", "")])
+    return atomic_write_text(out_dir / LOSS_CSV, text.getvalue())
 
 
 def _write_summary(out_dir: Path, summary: dict[str, Any]) -> Path:
