@@ -133,7 +133,8 @@ class Registry:
         for row in self.versions(name):
             for event in json.loads(row.tags.get(HISTORY_TAG) or "[]"):
                 events.append({"version": row.version, **event})
-        return sorted(events, key=lambda e: e.get("at", ""))
+        # one move writes two events with the same time: the version leaving `approved` first
+        return sorted(events, key=lambda e: (e.get("at", ""), e.get("action") not in ("replaced", "rolled_back")))
 
     # ---- writing
     def create_version(self, name: str, source: str, run_id: str | None, tags: Mapping[str, Any],
@@ -194,6 +195,7 @@ class Registry:
 
     def rollback(self, name: str, reason: str = "rollback", *, by: str | None = None) -> dict[str, Any]:
         """Move ``approved`` back to the version approved before the current one (skipping rolled-back ones)."""
+        self._model(name)
         current = self.alias_version(name, APPROVED)
         if current is None:
             raise RegistryError(f"{name}: no version is approved, so there is nothing to roll back")
