@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PIP_PROGRESS_BAR := off
 
-.PHONY: setup demo test test-all test-gpu bench clean help
+.PHONY: setup system-deps demo test test-all test-gpu bench clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -29,14 +29,29 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 
 setup: $(STAMP)  ## create .venv and install the project with the dev extras
 
+# Debian packages some tests use: PostgreSQL (an MLflow server on a real PostgreSQL backend). Installed only
+# when running as root with apt-get, and said so; elsewhere, or if the install fails, those tests skip and say why.
+SYSTEM_PACKAGES := postgresql
+system-deps:  ## install the Debian packages the tests use (root + apt only)
+	@missing=""; \
+	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="postgresql"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "make: installing Debian packages: $$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1; } || \
+	  echo "make: could not install $$missing; the tests that need it will skip"; \
+	else echo "make: not installing $$missing (needs root and apt-get); the tests that need it will skip"; fi
+
 demo: setup  ## run the main job on the embedded defaults (offline, CPU)
 	$(VENV)/bin/fitad demo
 
-test: setup  ## run the test suite (offline; slow and GPU tests skipped)
+test: setup system-deps  ## run the test suite (offline; slow and GPU tests skipped)
 	@$(PY) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
-test-all: setup  ## include slow tests
+test-all: setup system-deps  ## include slow tests
 	$(PY) -m pytest -q -m "not gpu"
 
 test-gpu: setup  ## run only the CUDA tests (pytest -m gpu; they skip without a GPU)
