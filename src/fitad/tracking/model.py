@@ -92,10 +92,13 @@ def log_lora_model(run_id: str, lora_dir: str | os.PathLike, *, uri: str, base_m
                                               name=MODEL_ARTIFACT, run_id=run_id, metadata=dict(metadata),
                                               pip_requirements=pinned_requirements())
         else:
-            info = mlflow.pyfunc.log_model(name=MODEL_ARTIFACT, python_model=FitadAdapterModel(),
-                                           artifacts={"lora": str(lora_dir)}, run_id=run_id,
-                                           metadata={**metadata, "base_reference": base_reference(base_model)},
-                                           signature=_signature(), pip_requirements=["fitad"])
+            from mlflow.models import Model
+
+            # Model.log is what mlflow.pyfunc.log_model wraps; it takes the run id (the fluent one does not)
+            info = Model.log(None, name=MODEL_ARTIFACT, flavor=mlflow.pyfunc, run_id=run_id,
+                             python_model=FitadAdapterModel(), artifacts={"lora": str(lora_dir)},
+                             metadata={**metadata, "base_reference": base_reference(base_model)},
+                             signature=_signature(), pip_requirements=["fitad", *pinned_requirements()])
     return info.model_uri
 
 
