@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -11,21 +12,40 @@ from fitad.cli import cli
 from fitad.config import ConfigError
 from fitad.demo import DemoConfig
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def test_demo_runs_every_stage(tmp_path, tiny_models_root, monkeypatch):
     monkeypatch.setattr("fitad.zoo.models_root", lambda root=None: tiny_models_root)  # session cache
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    monkeypatch.setenv("FITAD_PARAMS", str(ROOT / "params.yaml"))  # the gate of the embedded profile
     out = tmp_path / "demo"
-    result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--panels", "2", "--steps", "2",
-                                      "--tracker", "disk"])
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--panels", "2", "--steps", "8"])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "demo_summary.json").read_text())
     assert list(summary["steps"]) == ["tiny base model", "synthetic panels", "prep", "LoRA training",
-                                      "kohya export", "render with the exported LoRA", "product ad", "person ad"]
+                                      "kohya export", "evaluation", "register + gate", "render with the LoRA",
+                                      "product ad", "person ad"]
     assert summary["steps"]["prep"]["failed"] == 0 and summary["steps"]["prep"]["images"] >= 2
     assert (out / "train" / "lora" / "fitad_lora.json").exists()
     assert (out / "sks_lora.safetensors").stat().st_size > 0
-    assert (out / "sample.png").exists()
-    assert "[6/8] render with the exported LoRA" in result.output
+    assert (out / "sample.png").exists() and (out / "eval" / "grid.png").exists()
+    assert summary["registry"]["approved"] and summary["registry"]["name"] == "fitad-demo-sks", json.dumps(summary["steps"]["register + gate"])
+    assert "[8/10] render with the LoRA" in result.output
+    assert "fitad mlflow ui" in result.output and "fitad registry list fitad-demo-sks" in result.output
+
+    # One pipeline run with the stages nested under it; the registered version lives in the training run.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
+    parent = json.loads((out / "dataset" / "mlflow_run.json").read_text())["parent_run_id"]
+    experiment = client.get_experiment_by_name("fitad-demo").experiment_id
+    stages = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
+    assert sorted(r.data.tags["fitad.stage"] for r in stages) == ["evaluate", "prep", "train"]
+    assert client.get_run(parent).info.status == "FINISHED"
+    version = client.get_model_version_by_alias("fitad-demo-sks", "approved")
+    assert version.run_id == json.loads((out / "train" / "mlflow_run.json").read_text())["run_id"]
+
     from PIL import Image
 
     from fitad.ads.result import read_ad_metadata
@@ -35,8 +55,23 @@ def test_demo_runs_every_stage(tmp_path, tiny_models_root, monkeypatch):
         with Image.open(png) as img:
             assert img.size == size
         meta = read_ad_metadata(png)
-        assert meta["mode"] == mode and meta["lora"]["path"] == str(out / "sks_lora.safetensors")
+        assert meta["mode"] == mode
+        assert meta["lora"]["registry"] == {"name": "fitad-demo-sks", "version": str(version.version), "alias": "approved"}
         assert summary["steps"][f"{mode} ad"]["kept_px"] > 1000
+
+
+def test_demo_without_mlflow_skips_registration(tmp_path, tiny_models_root, monkeypatch):
+    monkeypatch.setattr("fitad.zoo.models_root", lambda root=None: tiny_models_root)
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--panels", "1", "--steps", "1",
+                                      "--tracker", "none"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert "needs the mlflow tracker" in summary["steps"]["register + gate"]["skipped"]
+    from fitad.ads.result import read_ad_metadata
+
+    meta = read_ad_metadata(out / "ads" / "product_instagram_portrait.png")
+    assert meta["lora"]["path"] == str(out / "sks_lora.safetensors")
 
 
 def test_demo_config_rejects_bad_sizes():

@@ -37,6 +37,11 @@ class GateDecision:
         return dataclasses.asdict(self)
 
 
+def _fmt(x: float) -> str:
+    """4 decimals, or 3 significant digits for tiny non-zero values (so 2e-06 does not print as 0.0000)."""
+    return f"{x:.4f}" if x == 0 or abs(x) >= 1e-3 else f"{x:.3g}"
+
+
 def metrics_from_tags(tags: Mapping[str, str]) -> dict[str, float]:
     out = {}
     for key, value in tags.items():
@@ -64,7 +69,7 @@ def decide(metrics: Mapping[str, float], config: GateConfig, approved: Mapping[s
         value = float(value)
         ok = value >= limit if op == ">=" else value <= limit
         checks.append({"check": name, "metric": metric, "value": value, "limit": limit, "passed": ok,
-                       "reason": "" if ok else f"{metric} = {value:.4f} is not {op} {limit:.4f} ({name})"})
+                       "reason": "" if ok else f"{metric} = {_fmt(value)} is not {op} {_fmt(limit)} ({name})"})
 
     check("gate.min_clip_t", "clip_t", ">=", config.min_clip_t)
     check("gate.min_clip_i", "clip_i", ">=", config.min_clip_i)

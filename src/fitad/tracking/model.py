@@ -84,7 +84,9 @@ def log_lora_model(run_id: str, lora_dir: str | os.PathLike, *, uri: str, base_m
     """Log ``lora_dir`` into run ``run_id`` as the MLflow model ``lora_model``; return its ``models:/`` URI."""
     import mlflow
 
-    with tracking_uri(uri):
+    # Inside the run: MLflow 3 files the logged model under the active run's experiment (without one, under the
+    # Default experiment, whose artifacts of a fresh SQLite store would land in ./mlruns).
+    with tracking_uri(uri), mlflow.start_run(run_id=run_id):
         if adapter_type == "lora":
             import mlflow.diffusers
 
