@@ -125,3 +125,18 @@ def mlflow_server_postgres(tmp_path_factory, postgres_uri):
     url, proc = start_mlflow_server(postgres_uri, root)
     yield url
     _stop(proc)
+
+
+@pytest.fixture
+def shared_models_home(monkeypatch, tiny_models_root):
+    """FITAD_HOME whose zoo names (tiny-sd15, tiny-flux) resolve to the session's tiny models, no rebuild per test."""
+    from fitad import zoo
+
+    home = Path(tiny_models_root).parent / "fitad-home-tracking"
+    (home / "models").mkdir(parents=True, exist_ok=True)
+    for name in ("tiny-sd15", "tiny-flux"):
+        link = home / "models" / name
+        if not link.exists():
+            link.symlink_to(zoo.ensure_tiny(name, tiny_models_root), target_is_directory=True)
+    monkeypatch.setenv("FITAD_HOME", str(home))
+    return home

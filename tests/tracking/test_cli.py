@@ -21,13 +21,8 @@ from tests.tracking.conftest import free_port  # noqa: E402
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch, tiny_models_root):
+def store(tmp_path, monkeypatch, shared_models_home):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
-    home = Path(tiny_models_root).parent / "fitad-home-tracking"
-    (home / "models").mkdir(parents=True, exist_ok=True)
-    if not (home / "models" / "tiny-sd15").exists():
-        (home / "models" / "tiny-sd15").symlink_to(zoo.ensure_tiny("tiny-sd15", tiny_models_root))
-    monkeypatch.setenv("FITAD_HOME", str(home))
     return tmp_path
 
 

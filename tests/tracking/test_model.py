@@ -19,13 +19,7 @@ from fitad.tracking.store import use_tracking_uri  # noqa: E402
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch, tiny_models_root, one_torch_thread):
-    home = Path(tiny_models_root).parent / "fitad-home-tracking"
-    (home / "models").mkdir(parents=True, exist_ok=True)
-    for name in ("tiny-sd15", "tiny-flux"):
-        if not (home / "models" / name).exists():
-            (home / "models" / name).symlink_to(zoo.ensure_tiny(name, tiny_models_root))
-    monkeypatch.setenv("FITAD_HOME", str(home))
+def store(tmp_path, monkeypatch, shared_models_home, one_torch_thread):
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri

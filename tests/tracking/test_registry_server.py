@@ -23,15 +23,7 @@ GATE = GateConfig(min_clip_t=0.2, min_clip_i=0.6, min_effect_size=0.01, max_effe
 
 
 @pytest.fixture(autouse=True)
-def _shared_models(monkeypatch, tiny_models_root, one_torch_thread):
-    """Zoo names resolve to the session's tiny models (no rebuild per test)."""
-    home = Path(tiny_models_root).parent / "fitad-home-tracking"
-    (home / "models").mkdir(parents=True, exist_ok=True)
-    for name in ("tiny-sd15",):
-        link = home / "models" / name
-        if not link.exists():
-            link.symlink_to(zoo.ensure_tiny(name, tiny_models_root), target_is_directory=True)
-    monkeypatch.setenv("FITAD_HOME", str(home))
+def _shared_models(shared_models_home, monkeypatch, one_torch_thread):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
