@@ -174,3 +174,23 @@ def test_set_reads_union_fields_by_each_member_type():
     assert cfg.gradient_checkpointing is False and cfg.log_every == "auto"
     with pytest.raises(ConfigError, match=r"train\.log_every = .*2\.5"):
         build_config(SDLoraConfig, None, ("log_every=2.5",))
+
+
+def test_profiles_lay_changes_over_sections(tmp_path, monkeypatch):
+    from fitad.config import SynthConfig
+
+    monkeypatch.delenv("FITAD_PROFILE", raising=False)
+    params = tmp_path / "params.yaml"
+    params.write_text("profile: big\nprofiles:\n  big: {synth: {n: 50}}\n  small: {}\n"
+                      "synth: {n: 4, seed: 3}\n")
+    assert (load_section(SynthConfig, params).n, load_section(SynthConfig, params).seed) == (50, 3)
+    assert load_section(SynthConfig, params, {"n": 7}).n == 7  # the command line still wins
+    monkeypatch.setenv("FITAD_PROFILE", "small")
+    assert load_section(SynthConfig, params).n == 4
+    monkeypatch.setenv("FITAD_PROFILE", "huge")
+    with pytest.raises(ConfigError, match=r"profile 'huge' is not defined under 'profiles:' \(defined: \['big', 'small'\]\)"):
+        load_section(SynthConfig, params)
+    monkeypatch.delenv("FITAD_PROFILE")
+    params.write_text("profile: big\nprofiles:\n  big: [1, 2]\nsynth: {n: 4}\n")
+    with pytest.raises(ConfigError, match="profiles.big must be a mapping"):
+        load_section(SynthConfig, params)

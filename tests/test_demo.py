@@ -18,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_demo_runs_every_stage(tmp_path, tiny_models_root, monkeypatch):
     monkeypatch.setattr("fitad.zoo.models_root", lambda root=None: tiny_models_root)  # session cache
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}")
-    monkeypatch.setenv("FITAD_PARAMS", str(ROOT / "params.yaml"))  # the gate of the embedded profile
     out = tmp_path / "demo"
     result = CliRunner().invoke(cli, ["demo", "--out", str(out), "--panels", "2", "--steps", "8"])
     assert result.exit_code == 0, result.output

@@ -317,7 +317,10 @@ def section_data(params: Mapping[str, Any], section: str) -> dict[str, Any]:
     data = dict(data)
     profile = active_profile(params)
     if profile is not None:
-        layer = (params["profiles"][profile] or {}).get(section) or {}
+        chosen = params["profiles"][profile] or {}
+        if not isinstance(chosen, Mapping):
+            raise ConfigError(f"params.yaml: profiles.{profile} must be a mapping of sections")
+        layer = chosen.get(section) or {}
         if not isinstance(layer, Mapping):
             raise ConfigError(f"params.yaml: profiles.{profile}.{section} must be a mapping")
         data.update(layer)

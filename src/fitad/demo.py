@@ -184,13 +184,13 @@ def _evaluate(cfg: DemoConfig, renderer, lora_dir: Path, dataset: Path, out: Pat
 
 
 def _register(cfg: DemoConfig, out: Path, train_dir: Path, exported: Path, dataset: Path):
-    """Register under fitad-demo-<trigger>, with the gate of params.yaml (its embedded profile under `make demo`)."""
-    from fitad.config import load_section
+    """Register under fitad-demo-<trigger> through the embedded gate (the demo's models are the tiny ones, whatever
+    profile params.yaml names)."""
     from fitad.tracking.config import GateConfig, RegistryConfig
     from fitad.tracking.register import register_lora
 
     registry = RegistryConfig(model_name=f"fitad-demo-{cfg.trigger}", experiment=cfg.experiment)
-    return register_lora(registry, load_section(GateConfig), train_dir, out / "eval", out / "register",
+    return register_lora(registry, GateConfig(), train_dir, out / "eval", out / "register",
                          kohya_file=exported, prep_dir=dataset)
 
 

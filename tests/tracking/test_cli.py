@@ -77,10 +77,14 @@ def test_register_errors_are_one_line(store):
     bad_set = CliRunner().invoke(cli, ["register", str(missing), str(store), str(store / "r"), "--set", "rank=3"])
     assert bad_set.exit_code == 2 and "registry.rank or gate.rank" in bad_set.output
     nothing = CliRunner().invoke(cli, ["registry", "rollback", "fitad-none"])
-    assert nothing.exit_code == 1 and "no registered model 'fitad-none'" in nothing.output
+    assert nothing.exit_code == 1 and "nothing has been logged or registered there yet" in nothing.output
 
 
 def test_mlflow_ui_serves_the_store(store, tmp_path):
+    from fitad.tracking.lineage import open_stage_run
+
+    with open_stage_run("mlflow", "prep", tmp_path / "logged", experiment="fitad-ui-check"):
+        pass
     port = free_port()
     env = {**os.environ}
     fitad = str(Path(sys.executable).with_name("fitad"))  # the installed console script
@@ -99,10 +103,11 @@ def test_mlflow_ui_serves_the_store(store, tmp_path):
                 time.sleep(0.5)
         else:
             pytest.fail("the MLflow UI did not answer")
-        # the experiments API of the UI answers from the same store
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=5",
+        # the UI reads the project's store: the experiment logged before it started is listed
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=50",
                                     timeout=5) as r:
-            assert "experiments" in json.loads(r.read())
+            names = {e["name"] for e in json.loads(r.read())["experiments"]}
+        assert "fitad-ui-check" in names
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, 15)

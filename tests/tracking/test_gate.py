@@ -11,10 +11,11 @@ from fitad.tracking.config import GateConfig, default_model_name
 from fitad.tracking.gate import decide, metrics_from_tags
 
 GOOD = {"clip_t": 0.30, "clip_i": 0.80, "effect_size": 0.20}
+PRODUCTION = dict(min_clip_t=0.20, min_clip_i=0.60, min_effect_size=0.01, max_effect_size=0.60)
 
 
 def test_all_checks_pass_on_good_metrics():
-    decision = decide(GOOD, GateConfig())
+    decision = decide(GOOD, GateConfig(**PRODUCTION))
     assert decision.passed and decision.reasons == [] and len(decision.checks) == 4
     assert decision.tags()["fitad.gate.decision"] == "pass"
 
@@ -27,29 +28,29 @@ def test_all_checks_pass_on_good_metrics():
     ({"clip_t": math.nan}, "clip_t is missing or not a number"),
 ])
 def test_each_failed_check_is_a_reason(change, word):
-    decision = decide({**GOOD, **change}, GateConfig())
+    decision = decide({**GOOD, **change}, GateConfig(**PRODUCTION))
     assert decision.decision == "fail" and len(decision.reasons) == 1 and word in decision.reasons[0]
 
 
 def test_missing_metric_fails():
-    decision = decide({"clip_t": 0.3, "effect_size": 0.2}, GateConfig())
+    decision = decide({"clip_t": 0.3, "effect_size": 0.2}, GateConfig(**PRODUCTION))
     assert not decision.passed and any("clip_i is missing" in r for r in decision.reasons)
 
 
 def test_comparison_with_the_approved_version():
     approved = {"clip_t": 0.30, "clip_i": 0.85}
     # 0.80 is 0.05 below the approved 0.85: more than the allowed 0.02 drop.
-    worse = decide(GOOD, GateConfig(), approved, "4")
+    worse = decide(GOOD, GateConfig(**PRODUCTION), approved, "4")
     assert not worse.passed and worse.compared_with == "4"
     assert worse.reasons == ["clip_i = 0.8000 is not >= 0.8300 (no worse than approved v4 - gate.max_drop_vs_approved)"]
     # within the tolerance passes
-    assert decide({**GOOD, "clip_i": 0.835}, GateConfig(), approved, "4").passed
+    assert decide({**GOOD, "clip_i": 0.835}, GateConfig(**PRODUCTION), approved, "4").passed
     # a metric the approved version lacks is not compared
-    assert decide(GOOD, GateConfig(), {"clip_t": 0.30}, "4").passed
+    assert decide(GOOD, GateConfig(**PRODUCTION), {"clip_t": 0.30}, "4").passed
 
 
 def test_disabled_gate_is_skipped_not_passed():
-    decision = decide(GOOD, GateConfig(enabled=False))
+    decision = decide(GOOD, GateConfig(enabled=False, **PRODUCTION))
     assert decision.decision == "skipped" and not decision.passed
 
 

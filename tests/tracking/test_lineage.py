@@ -15,7 +15,8 @@ import pytest
 
 pytest.importorskip("mlflow")
 
-from fitad.tracking.lineage import RUN_FILE, data_md5, open_stage_run  # noqa: E402
+from fitad.tracking.lineage import RUN_FILE, open_stage_run  # noqa: E402
+from fitad.tracking.provenance import data_md5  # noqa: E402
 from fitad.tracking.store import TrackingUnavailableError, check_reachable  # noqa: E402
 
 
@@ -52,16 +53,38 @@ def test_stages_nest_under_one_parent_and_failures_carry_their_reason(store, tmp
     assert parent_run.data.tags["fitad.failure_reason"] == "train: ValueError: learning rate is NaN"
     assert (tmp_path / "prepared" / RUN_FILE).is_file()  # the earlier stage's output is kept
 
-    # The re-run nests under the same parent and puts it back to FINISHED.
+    # The re-run nests under the same parent, puts it back to RUNNING and clears the reason; the last stage ends it.
     with open_stage_run("mlflow", "train", tmp_path / "train", inputs=[tmp_path / "prepared"], tracking_uri=store):
+        pass
+    after = client.get_run(parent)
+    assert after.info.status == "RUNNING" and "fitad.failure_reason" not in after.data.tags
+    with open_stage_run("mlflow", "evaluate", tmp_path / "eval", inputs=[tmp_path / "prepared", tmp_path / "train"],
+                        tracking_uri=store, final=True):
         pass
     assert client.get_run(parent).info.status == "FINISHED"
     children = client.search_runs([record["experiment_id"]], f"tags.mlflow.parentRunId = '{parent}'")
-    assert sorted(r.data.tags["fitad.stage"] for r in children) == ["prep", "train", "train"]
-    assert all(r.data.tags["fitad.data_md5"] for r in children)
+    assert sorted(r.data.tags["fitad.stage"] for r in children) == ["evaluate", "prep", "train", "train"]
     prep_run = client.get_run(record["run_id"])
-    assert prep_run.data.tags["fitad.data_md5"] == data_md5(raw)
-    assert prep_run.data.tags.get("mlflow.source.git.commit", "x")  # a git checkout records its commit
+    assert prep_run.data.tags[f"fitad.md5.{raw.as_posix()}"] == data_md5(raw)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert head and prep_run.data.tags["mlflow.source.git.commit"] == head
+
+    # The pipeline run is over: a stage that runs again (a variant trained on the same data) opens a new one.
+    with open_stage_run("mlflow", "train", tmp_path / "train2", inputs=[tmp_path / "prepared"], tracking_uri=store):
+        pass
+    again = json.loads((tmp_path / "train2" / RUN_FILE).read_text())
+    assert again["parent_run_id"] != parent
+    assert client.get_run(again["parent_run_id"]).data.tags["fitad.follows_pipeline_run"] == parent
+
+
+def test_a_record_of_a_run_the_store_does_not_know_opens_a_new_pipeline_run(store, tmp_path):
+    upstream = tmp_path / "prepared"
+    upstream.mkdir()
+    (upstream / RUN_FILE).write_text(json.dumps({"tracking_uri": store, "run_id": "gone", "parent_run_id": "gone"}))
+    with open_stage_run("mlflow", "train", tmp_path / "train", inputs=[upstream], tracking_uri=store) as run:
+        pass
+    record = json.loads((tmp_path / "train" / RUN_FILE).read_text())
+    assert record["parent_run_id"] not in ("gone", None) and record["run_id"] == run.run_id
 
 
 def test_parent_from_environment_wins(store, tmp_path, monkeypatch):

@@ -11,11 +11,23 @@ from fitad.tracking import Tracker, make_tracker  # noqa: E402
 from fitad.tracking.mlflow_tracker import DEFAULT_TRACKING_URI, default_tracking_uri, sqlite_path  # noqa: E402
 
 
-def test_default_store_and_uri_parsing(monkeypatch):
+def test_default_store_belongs_to_the_project(monkeypatch, tmp_path):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert default_tracking_uri() == DEFAULT_TRACKING_URI == "sqlite:///mlflow/mlflow.db"
+    project = tmp_path / "project"
+    (project / "sub" / "deeper").mkdir(parents=True)
+    (project / "params.yaml").write_text("synth: {}\n")
+    expected = f"sqlite:///{project.resolve() / 'mlflow' / 'mlflow.db'}"
+    monkeypatch.chdir(project / "sub" / "deeper")  # the same store from any subfolder
+    assert default_tracking_uri() == expected
+    monkeypatch.chdir(project)
+    assert default_tracking_uri() == expected
+    monkeypatch.chdir(tmp_path)  # no params.yaml above: the current folder
+    assert default_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
     assert default_tracking_uri() == "http://mlflow:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///rel/m.db")  # one spelling per store
+    assert default_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'rel' / 'm.db'}"
+    assert DEFAULT_TRACKING_URI == "sqlite:///mlflow/mlflow.db"
     assert str(sqlite_path("sqlite:///mlflow/mlflow.db")) == "mlflow/mlflow.db"
     assert str(sqlite_path("sqlite:////abs/m.db")) == "/abs/m.db"
     assert sqlite_path("http://x") is None
@@ -95,6 +107,9 @@ def test_a_server_failing_mid_run_costs_metrics_not_the_run(tmp_path, caplog):
         tracker.close()
     assert tracker._metrics.dropped == 5
     assert "5 metric values were not recorded" in caplog.text and "metrics.jsonl" in caplog.text
+    from mlflow.tracking import MlflowClient
+
+    assert MlflowClient(uri).get_run(tracker.run_id).info.status == "FINISHED"  # the run itself is not lost
 
 
 def test_validation_images_form_a_series(tmp_path):
@@ -122,3 +137,24 @@ def test_failure_reason_is_tagged(tmp_path):
             raise RuntimeError("disk   full\nwhile saving")
     run = MlflowClient(uri).get_run(tracker.run_id)
     assert run.info.status == "FAILED" and run.data.tags["fitad.failure_reason"] == "RuntimeError: disk full while saving"
+
+
+def test_flush_sends_now_and_a_full_buffer_drops_the_oldest(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from fitad.tracking.mlflow_tracker import MetricBuffer
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = make_tracker("mlflow", tracking_uri=uri)
+    tracker._metrics._every = 3600  # only flush() and close() send
+    tracker.log_metrics({"loss": 0.25}, step=1)
+    tracker.flush()
+    assert [m.value for m in MlflowClient(uri).get_metric_history(tracker.run_id, "loss")] == [0.25]
+    tracker.close()
+
+    sent = []
+    buffer = MetricBuffer(lambda batch: sent.extend(batch), flush_every_s=3600)
+    buffer.MAX_WAITING = 5
+    buffer.add(list(range(8)))
+    buffer.close()
+    assert sent == [3, 4, 5, 6, 7] and buffer.dropped == 3

@@ -56,7 +56,7 @@ def test_log_register_gate_approve_rollback_and_render(mlflow_server, tmp_path):
     r1 = register_lora(cfg, GATE, t1, evaluated(tmp_path, "e1", clip_t=0.30, clip_i=0.80, effect_size=0.20),
                        tmp_path / "reg1", tracking_uri=uri)
     assert (r1.version, r1.approved, r1.gate.decision) == ("1", True, "pass")
-    assert json.loads((tmp_path / "reg1" / "registration.json").read_text())["aliases"] == ["candidate", "approved"]
+    assert json.loads((tmp_path / "reg1" / "registration.json").read_text())["aliases"] == ["approved", "candidate"]
 
     # v2 is 0.10 below the approved clip_i (more than max_drop 0.02): candidate only, with the reason recorded.
     t2 = trained(tmp_path, uri, seed=2)
@@ -87,7 +87,7 @@ def test_log_register_gate_approve_rollback_and_render(mlflow_server, tmp_path):
     # Rollback walks back through the approvals: 3 -> 2 -> 1, never to a rolled-back version.
     assert registry.rollback(name, "artifacts in faces", by="ben")["to"] == "2"
     assert registry.rollback(name, "client changed mind", by="ben")["to"] == "1"
-    with pytest.raises(RegistryError, match="no earlier one"):
+    with pytest.raises(RegistryError, match="no version was approved before v1"):
         registry.rollback(name, by="ben")
     actions = [(e["version"], e["action"]) for e in registry.history(name)]
     assert actions[:3] == [("1", "approved"), ("1", "replaced"), ("2", "approved")]
@@ -127,14 +127,14 @@ def test_flavor_pyfunc_renders_offline_from_the_registry(mlflow_server, tmp_path
     import pandas as pd
     from PIL import Image
 
-    from fitad.tracking.model import tracking_uri
+    from fitad.tracking.store import use_tracking_uri
 
     uri, name = mlflow_server, "fitad-pyfunc"
     t1 = trained(tmp_path, uri, seed=5)
     register_lora(RegistryConfig(model_name=name, experiment="fitad-test"), GATE, t1,
                   evaluated(tmp_path, "e", clip_t=0.3, clip_i=0.8, effect_size=0.2), tmp_path / "reg",
                   tracking_uri=uri)
-    with tracking_uri(uri):
+    with use_tracking_uri(uri):
         loaded = mlflow.diffusers.load_model(f"models:/{name}@approved")
         assert Path(loaded.base_model) == Path(zoo.resolve_model("tiny-sd15")).resolve()
         model = mlflow.pyfunc.load_model(f"models:/{name}@approved")

@@ -59,11 +59,17 @@ def test_null_snr_gamma_disables_min_snr():
     assert cfg.snr_gamma is None and cfg.alpha == 8.0
 
 
-def test_params_yaml_sections_load():
+def test_params_yaml_sections_load(monkeypatch):
+    monkeypatch.delenv("FITAD_PROFILE", raising=False)
     sd = load_section(SDLoraConfig, REPO / "params.yaml")
     flux = load_section(FluxLoraConfig, REPO / "params.yaml")
-    assert sd.rank == 32 and sd.snr_gamma == 5.0 and sd.prediction_type == "auto"
+    assert (sd.base_model, sd.rank) == ("tiny-sd15", 8)  # the embedded setup
+    assert sd.snr_gamma == 5.0 and sd.prediction_type == "auto"
     assert flux.loss_weighting == "none" and flux.quantize_base == "none"  # "none" stays a string
+    monkeypatch.setenv("FITAD_PROFILE", "production")
+    sd = load_section(SDLoraConfig, REPO / "params.yaml")
+    assert (sd.base_model, sd.rank, sd.resolution) == ("stablediffusionapi/anything-v5", 32, 512)
+    assert sd.snr_gamma == 5.0  # keys the profile does not name keep the section's value
 
 
 def test_adamw8bit_is_refused_on_cpu(monkeypatch):

@@ -51,14 +51,30 @@ def tracker_options(default: str = "mlflow") -> Callable[[F], F]:
     return wrap
 
 
-def stage_tracker(kind: str, stage: str, out_dir: Path, inputs: list[Path], experiment: str, *,
-                  run_name: str | None = None, tags: dict[str, Any] | None = None, fresh: bool = True) -> Any:
-    """The stage's tracker (see fitad.tracking.lineage.open_stage_run); an unreachable server is a usage error."""
-    from fitad.tracking.lineage import open_stage_run
+def tracking_errors() -> tuple[type[BaseException], ...]:
+    """What the tracking store can raise that is the user's to fix (a dead or wrong server, a deleted experiment,
+    auth): the doors print these as one line, not a traceback."""
+    from mlflow.exceptions import MlflowException
+
     from fitad.tracking.store import TrackingUnavailableError
 
+    return TrackingUnavailableError, MlflowException
+
+
+def tracking_message(exc: BaseException) -> str:
+    return f"MLflow: {exc.message}" if hasattr(exc, "message") and not isinstance(exc, RuntimeError) else str(exc)
+
+
+def stage_tracker(kind: str, stage: str, out_dir: Path, inputs: list[Path], experiment: str, *,
+                  data: list[Path] | None = None, run_name: str | None = None, tags: dict[str, Any] | None = None,
+                  fresh: bool = True) -> Any:
+    """The stage's tracker (see fitad.tracking.lineage.open_stage_run); store problems are one-line errors."""
+    from fitad.tracking.lineage import open_stage_run
+
+    if kind != "mlflow":
+        return open_stage_run(kind, stage, out_dir, fresh=fresh)
     try:
-        return open_stage_run(kind, stage, out_dir, inputs=inputs, experiment=experiment, run_name=run_name,
-                              tags=tags, fresh=fresh)
-    except TrackingUnavailableError as exc:
-        raise click.ClickException(str(exc)) from None
+        return open_stage_run(kind, stage, out_dir, inputs=inputs, data=data, experiment=experiment,
+                              run_name=run_name, tags=tags, fresh=fresh)
+    except tracking_errors() as exc:
+        raise click.ClickException(tracking_message(exc)) from None

@@ -35,7 +35,8 @@ def evaluate_command(lora: str, dataset_dir: Path, out_dir: Path, tracker: str, 
 
     from fitad.evaluate import EvalError, evaluate_lora
     inputs = [dataset_dir] + ([Path(lora)] if Path(lora).exists() else [])  # the pipeline run is found upstream
-    run = stage_tracker(tracker, "evaluate", out_dir, inputs, experiment, run_name=run_name or "evaluate",
+    run = stage_tracker(tracker, "evaluate", out_dir, inputs, experiment, data=inputs[1:] + [dataset_dir / "images"],
+                        run_name=run_name or "evaluate",
                         tags={"fitad.clip_model": config.clip_model, "fitad.lora": lora})
     try:
         with run:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from fitad.cli.common import config_options
+from fitad.cli.common import config_options, tracking_errors, tracking_message
 
 
 @click.command("register")
@@ -34,7 +34,6 @@ def register_command(train_dir: Path, eval_dir: Path, out_dir: Path, name: str |
     from fitad.tracking.config import GateConfig, RegistryConfig
     from fitad.tracking.register import RegisterError, register_lora
     from fitad.tracking.registry import RegistryError
-    from fitad.tracking.store import TrackingUnavailableError
 
     sets = parse_overrides(overrides)
     registry_cfg = load_section(RegistryConfig, params_path,
@@ -43,8 +42,10 @@ def register_command(train_dir: Path, eval_dir: Path, out_dir: Path, name: str |
     try:
         result = register_lora(registry_cfg, gate_cfg, train_dir, eval_dir, out_dir, kohya_file=kohya_file,
                                prep_dir=prep_dir)
-    except (RegisterError, RegistryError, TrackingUnavailableError, LoraLoadError) as exc:
+    except (RegisterError, RegistryError, LoraLoadError) as exc:
         raise click.ClickException(str(exc)) from None
+    except tracking_errors() as exc:
+        raise click.ClickException(tracking_message(exc)) from None
     click.echo(f"registered {result.name} v{result.version} ({result.model_uri}), alias candidate")
     click.echo(f"gate: {result.gate.decision}" + (f" - {'; '.join(result.gate.reasons)}" if result.gate.reasons else ""))
     click.echo(f"approved: v{result.version}" if result.approved else

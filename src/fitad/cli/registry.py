@@ -11,20 +11,22 @@ import click
 def _registry_errors(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from fitad.cli.common import tracking_errors, tracking_message
         from fitad.tracking.registry import RegistryError
-        from fitad.tracking.store import TrackingUnavailableError
 
         try:
             return func(*args, **kwargs)
-        except (RegistryError, TrackingUnavailableError) as exc:
+        except RegistryError as exc:
             raise click.ClickException(str(exc)) from None
+        except tracking_errors() as exc:
+            raise click.ClickException(tracking_message(exc)) from None
     return wrapper
 
 
 def _open():
     from fitad.tracking.registry import Registry
 
-    return Registry()
+    return Registry(create=False)  # reading or moving aliases never makes an empty store
 
 
 @click.group("registry")

@@ -75,7 +75,9 @@ def train_command(dataset_dir: Path, out_dir: Path, family: str, base_model: str
 
     if int(os.environ.get("RANK", "0")) != 0:
         tracker = "none"  # under `accelerate launch` only the main process reports
-    run = stage_tracker(tracker, "train", out_dir, [dataset_dir], experiment, run_name=run_name or out_dir.name,
+    data = [dataset_dir / "images", dataset_dir / "metadata.jsonl"]  # what dvc.lock records for this stage
+    run = stage_tracker(tracker, "train", out_dir, [dataset_dir], experiment, data=data,
+                        run_name=run_name or out_dir.name,
                         tags={"fitad.family": family, "fitad.base_model": config.base_model}, fresh=not resume)
     try:
         with run:

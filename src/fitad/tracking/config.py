@@ -50,10 +50,12 @@ class GateConfig:
     """
 
     SECTION: typing.ClassVar[str] = "gate"
+    # Defaults are the embedded setup's floors (tiny random CLIP: every score squeezed together); params.yaml's
+    # production profile sets the real ones (0.20, 0.60, 0.01), like every other embedded default here.
     enabled: bool = True             # false: versions stay candidates until a reviewer approves one
-    min_clip_t: float = 0.20         # prompt alignment (cosine, CLIP)
-    min_clip_i: float = 0.60         # likeness to the training images (cosine, CLIP)
-    min_effect_size: float = 0.01    # 1 - cos(LoRA render, base render), CLIP space
+    min_clip_t: float = 0.0          # prompt alignment (cosine, CLIP)
+    min_clip_i: float = 0.5          # likeness to the training images (cosine, CLIP)
+    min_effect_size: float = 1e-5    # 1 - cos(LoRA render, base render), CLIP space
     max_effect_size: float = 0.60
     max_drop_vs_approved: float = 0.02   # clip_t / clip_i may fall at most this much below the approved version
     compare_metrics: list[str] = dataclasses.field(default_factory=lambda: ["clip_t", "clip_i"])

@@ -38,6 +38,8 @@ FAILURE_TAG = "fitad.failure_reason"
 class MetricBuffer:
     """Collects metrics and hands them to ``send`` in batches from a background thread."""
 
+    MAX_WAITING = 200_000  # values kept while the server is down; beyond that the oldest are dropped (counted)
+
     def __init__(self, send: Callable[[list], None], flush_every_s: float = 2.0, batch: int = _METRICS_PER_BATCH):
         self._send = send
         self._every = flush_every_s
@@ -46,6 +48,8 @@ class MetricBuffer:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
+        self._flushed = threading.Condition()
+        self._rounds = 0  # drains done by the worker, for flush() to wait on
         self._thread: threading.Thread | None = None
         self.sent = 0
         self.dropped = 0
@@ -54,6 +58,10 @@ class MetricBuffer:
     def add(self, items: list) -> None:
         with self._lock:
             self._items.extend(items)
+            if len(self._items) > self.MAX_WAITING:
+                excess = len(self._items) - self.MAX_WAITING
+                del self._items[:excess]
+                self.dropped += excess
             full = len(self._items) >= self._batch
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="fitad-mlflow-metrics", daemon=True)
@@ -66,9 +74,25 @@ class MetricBuffer:
             self._wake.wait(self._every)
             self._wake.clear()
             self._drain()
+            with self._flushed:
+                self._rounds += 1
+                self._flushed.notify_all()
             if self._stopping:
                 self._drain()
                 return
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        """Have the worker send what is waiting now, and wait for it (one sender: the counters stay exact)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._drain()
+            return
+        with self._flushed:
+            target = self._rounds + 2  # a round that started before this call may have missed the newest values
+            self._wake.set()
+            while self._rounds < target and self._thread.is_alive():
+                if not self._flushed.wait(timeout_s):
+                    break
+                self._wake.set()
 
     def _drain(self) -> None:
         with self._lock:
@@ -88,6 +112,10 @@ class MetricBuffer:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+            if self._thread.is_alive():  # the server is too slow: what is still waiting will not be sent
+                with self._lock:
+                    self.dropped += len(self._items)
+                    self._items = []
         else:
             self._drain()
 
@@ -170,7 +198,7 @@ class MlflowTracker(_Base):
 
     def flush(self) -> None:
         """Send the buffered metrics now (they are otherwise sent every few seconds and at close)."""
-        self._metrics._drain()
+        self._metrics.flush()
 
     def close(self, status: str = "FINISHED", reason: str | None = None) -> None:
         if self._closed:

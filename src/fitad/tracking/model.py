@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from fitad.tracking.store import use_tracking_uri as tracking_uri
+from fitad.tracking.store import use_tracking_uri
 
 MODEL_ARTIFACT = "lora_model"
 
@@ -84,9 +84,11 @@ def log_lora_model(run_id: str, lora_dir: str | os.PathLike, *, uri: str, base_m
     """Log ``lora_dir`` into run ``run_id`` as the MLflow model ``lora_model``; return its ``models:/`` URI."""
     import mlflow
 
-    # Inside the run: MLflow 3 files the logged model under the active run's experiment (without one, under the
-    # Default experiment, whose artifacts of a fresh SQLite store would land in ./mlruns).
-    with tracking_uri(uri), mlflow.start_run(run_id=run_id):
+    # MLflow 3 files a logged model under the current experiment: name the run's, or it lands in the Default
+    # experiment (whose artifacts, for a fresh SQLite store, go to ./mlruns). Not start_run(run_id): that would
+    # end the training run again (a new end time; FAILED if logging raised).
+    experiment_id = mlflow.MlflowClient(tracking_uri=uri).get_run(run_id).info.experiment_id
+    with use_tracking_uri(uri, experiment_id):
         if adapter_type == "lora":
             import mlflow.diffusers
 

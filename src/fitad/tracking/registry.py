@@ -17,12 +17,12 @@ from typing import Any, Mapping
 
 from fitad.tracking.config import APPROVED, CANDIDATE
 from fitad.tracking.gate import DECISION_TAG, REASONS_TAG, metrics_from_tags
-from fitad.tracking.store import check_reachable, default_tracking_uri, use_tracking_uri
+from fitad.tracking.store import check_reachable, default_tracking_uri, normalize_uri, use_tracking_uri
 
 APPROVED_AT = "fitad.approved_at"
 HISTORY_TAG = "fitad.approval_history"
 ROLLED_BACK_AT = "fitad.rolled_back_at"
-_HISTORY_CHARS = 5000
+_HISTORY_CHARS = 50_000   # MLflow 3 takes 100k characters in a version tag
 
 
 class RegistryError(ValueError):
@@ -71,9 +71,10 @@ def _logged_model_id(source: str) -> str | None:
 class Registry:
     """Registry operations against the tracking server (or embedded store) at ``tracking_uri``."""
 
-    def __init__(self, tracking_uri: str | None = None, timeout_s: float = 10.0) -> None:
-        self.tracking_uri = tracking_uri or default_tracking_uri()
-        check_reachable(self.tracking_uri, timeout_s)
+    def __init__(self, tracking_uri: str | None = None, timeout_s: float = 10.0, create: bool = True) -> None:
+        """``create=False`` for commands that only read or move aliases: no empty store is made on the way."""
+        self.tracking_uri = normalize_uri(tracking_uri) if tracking_uri else default_tracking_uri()
+        check_reachable(self.tracking_uri, timeout_s, create=create)
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
@@ -84,7 +85,9 @@ class Registry:
 
         try:
             return self.client.get_registered_model(name)
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
             known = sorted(m.name for m in self.client.search_registered_models(max_results=100))
             raise RegistryError(f"no registered model {name!r} in {self.tracking_uri} (registered: {known or 'none'})"
                                 ) from None
@@ -97,7 +100,9 @@ class Registry:
             raise RegistryError(f"{name}: version must be a number, got {version!r}")
         try:
             return self.client.get_model_version(name, str(version))
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
             have = ", ".join(v.version for v in self.versions(name)) or "none"
             raise RegistryError(f"{name} has no version {version} (versions: {have})") from None
 
@@ -107,7 +112,9 @@ class Registry:
 
         try:
             return str(self.client.get_model_version_by_alias(name, alias).version)
-        except MlflowException:
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
             return None
 
     def versions(self, name: str) -> list[VersionInfo]:
@@ -181,16 +188,17 @@ class Registry:
                  "via": via, "previous": previous}
         if previous == version:
             return {**event, "action": "unchanged"}
+        # The alias moves first: tags then describe a move that happened, never one that failed half-way.
+        self.client.set_registered_model_alias(name, APPROVED, version)
         self.set_tags(name, version, {APPROVED_AT: event["at"], "fitad.approved_by": event["by"],
-                                          "fitad.approved_reason": event["reason"], "fitad.approved_forced": force,
-                                          "fitad.approved_via": via})
+                                      "fitad.approved_reason": event["reason"], "fitad.approved_forced": force,
+                                      "fitad.approved_via": via})
         if ROLLED_BACK_AT in tags:  # approved again on purpose: a rollback target once more
             self.client.delete_model_version_tag(name, version, ROLLED_BACK_AT)
         self._append_history(name, version, event)
         if previous is not None:
             self._append_history(name, previous, {"action": "replaced", "at": event["at"], "by": event["by"],
                                                   "reason": f"v{version} approved: {event['reason']}"})
-        self.client.set_registered_model_alias(name, APPROVED, version)
         return {**event, "version": version}
 
     def rollback(self, name: str, reason: str = "rollback", *, by: str | None = None) -> dict[str, Any]:
@@ -200,13 +208,12 @@ class Registry:
         if current is None:
             raise RegistryError(f"{name}: no version is approved, so there is nothing to roll back")
         rows = {r.version: r for r in self.versions(name)}
-        since = rows[current].approved_at or ""
-        earlier = [r for r in rows.values() if r.version != current and r.approved_at and not r.rolled_back_at
-                   and r.approved_at < since]
-        if not earlier:
-            raise RegistryError(f"{name}: v{current} is the first approved version; there is no earlier one")
-        target = max(earlier, key=lambda r: r.approved_at or "")
+        target = self._rollback_target(rows, current)
+        if target is None:
+            raise RegistryError(f"{name}: no version was approved before v{current} (or all were rolled back); "
+                                "approve one by hand: fitad registry approve NAME VERSION --reason TEXT")
         at, actor = _now(), by or who()
+        self.client.set_registered_model_alias(name, APPROVED, target.version)
         self.set_tags(name, current, {ROLLED_BACK_AT: at, "fitad.rolled_back_by": actor,
                                       "fitad.rolled_back_reason": reason})
         self._append_history(name, current, {"action": "rolled_back", "at": at, "by": actor, "reason": reason,
@@ -216,5 +223,26 @@ class Registry:
                                              "fitad.approved_via": "rollback"})
         self._append_history(name, target.version, {"action": "restored", "at": at, "by": actor, "reason": reason,
                                                     "from": current})
-        self.client.set_registered_model_alias(name, APPROVED, target.version)
         return {"from": current, "to": target.version, "at": at, "by": actor, "reason": reason}
+
+    @staticmethod
+    def _rollback_target(rows: Mapping[str, VersionInfo], current: str) -> VersionInfo | None:
+        """Follow the ``previous`` pointer each approval recorded (the version approved before it), skipping
+        versions that were rolled back. No clocks are compared: approvals made on machines whose clocks
+        disagree still roll back in the order they happened. When ``current`` got the alias outside fitad
+        (the MLflow UI), fall back to the most recent version fitad approved other than it."""
+        def approvals(version: str) -> list[dict[str, Any]]:
+            row = rows.get(version)
+            events = json.loads(row.tags.get(HISTORY_TAG) or "[]") if row else []
+            return [e for e in events if e.get("action") == "approved"]
+
+        if not approvals(current):
+            others = [r for r in rows.values() if r.version != current and r.approved_at and not r.rolled_back_at]
+            return max(others, key=lambda r: r.approved_at or "") if others else None
+        seen = {current}
+        target = approvals(current)[-1].get("previous")
+        while target is not None and (target in seen or target not in rows or rows[target].rolled_back_at):
+            seen.add(target)
+            found = approvals(target)
+            target = found[-1].get("previous") if found else None
+        return rows[target] if target is not None else None

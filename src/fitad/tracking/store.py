@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -27,8 +28,31 @@ class TrackingUnavailableError(RuntimeError):
     """The tracking server or store cannot be used; the message says which and what to do."""
 
 
+def project_root(start: str | os.PathLike | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: the current one) holding ``params.yaml``, else ``start``.
+
+    The embedded store belongs to the project, so ``fitad`` run from a subfolder finds the same runs."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params.yaml").is_file():
+            return folder
+    return here
+
+
 def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """``$MLFLOW_TRACKING_URI``, else the project's SQLite store as an absolute URI (the same store from any
+    subfolder, and one spelling, so records written by different stages compare equal)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return normalize_uri(os.environ["MLFLOW_TRACKING_URI"])
+    return f"sqlite:///{project_root() / 'mlflow' / 'mlflow.db'}"
+
+
+def normalize_uri(uri: str) -> str:
+    """A relative SQLite URI made absolute (from the current folder), anything else unchanged."""
+    db = sqlite_path(uri)
+    if db is None or db.is_absolute():
+        return uri
+    return f"sqlite:///{db.resolve()}"
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -50,10 +74,11 @@ def bound_http_retries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
 
 
-def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
+def check_reachable(uri: str, timeout_s: float = 10.0, create: bool = True) -> None:
     """Raise :class:`TrackingUnavailableError` unless the store at ``uri`` can be used, within ``timeout_s``.
 
-    An HTTP(S) server must answer ``GET /health``; a SQLite store needs a folder it can create.
+    An HTTP(S) server must answer ``GET /health``; a SQLite store needs a folder it can create (or, with
+    ``create=False``, for commands that only read, the database file must exist already).
     """
     bound_http_retries()
     if uri.startswith(("http://", "https://")):
@@ -64,6 +89,10 @@ def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
                     return
                 why = f"HTTP {response.status}"
         except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise TrackingUnavailableError(
+                    f"{uri} answered, but has no /health route: it is not an MLflow tracking server (wrong port "
+                    "or path in MLFLOW_TRACKING_URI?)") from None
             if exc.code < 500:  # answered (auth, proxies): reachable; MLflow reports auth problems itself
                 return
             why = f"HTTP {exc.code}"
@@ -73,6 +102,9 @@ def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
             f"MLflow tracking server {uri} did not answer within {timeout_s:g} s ({why}). Start it, or point "
             f"MLFLOW_TRACKING_URI at a reachable server, or unset it to use the local store {DEFAULT_TRACKING_URI}.")
     db = sqlite_path(uri)
+    if db is not None and not create and not db.is_file():
+        raise TrackingUnavailableError(f"no MLflow store at {db}: nothing has been logged or registered there yet "
+                                       "(run a pipeline first, or set MLFLOW_TRACKING_URI)")
     if db is not None:
         try:
             db.parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +115,10 @@ def check_reachable(uri: str, timeout_s: float = 10.0) -> None:
 def experiment_id(client: Any, name: str, uri: str) -> str:
     """The id of experiment ``name``, created (artifacts beside a SQLite store) when missing."""
     found = client.get_experiment_by_name(name)
+    if found is not None and found.lifecycle_stage == "deleted":
+        raise TrackingUnavailableError(
+            f"MLflow experiment {name!r} was deleted (in the UI or API): restore it (`mlflow experiments restore "
+            f"--experiment-id {found.experiment_id}`) or log to another experiment")
     if found is not None:
         return found.experiment_id
     return client.create_experiment(name, artifact_location=artifact_location(uri))
@@ -101,20 +137,35 @@ def describe_command(cmd: list[str]) -> str:
     return " ".join(shlex.quote(part) for part in cmd)
 
 
+_GLOBAL_URI_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
-def use_tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's fluent model API reads a process-wide tracking URI (and ``set_tracking_uri`` also writes
-    ``$MLFLOW_TRACKING_URI``): set it for the block, then put both back as they were."""
+def use_tracking_uri(uri: str, experiment_id: str | None = None) -> Iterator[None]:
+    """Point MLflow's process-wide fluent state at ``uri`` (and ``experiment_id``) for the block, then restore it.
+
+    Some MLflow APIs read only the global tracking URI (model logging, a SQLite registry resolving a
+    ``models:/m-...`` source) and the current experiment (where a logged model is filed). ``set_tracking_uri``
+    also writes ``$MLFLOW_TRACKING_URI``; both are put back. One block at a time per process.
+    """
     import mlflow
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    saved_global, saved_env = tracking_utils._tracking_uri, os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        tracking_utils._tracking_uri = saved_global
-        if saved_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = saved_env
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+    with _GLOBAL_URI_LOCK:
+        saved_global, saved_env = tracking_utils._tracking_uri, {k: os.environ.get(k) for k in keys}
+        mlflow.set_tracking_uri(uri)
+        if experiment_id is not None:
+            os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
+            os.environ["MLFLOW_EXPERIMENT_ID"] = str(experiment_id)
+        try:
+            yield
+        finally:
+            if saved_global:
+                mlflow.set_tracking_uri(saved_global)
+            tracking_utils._tracking_uri = saved_global  # None again when it was unset
+            for key, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
