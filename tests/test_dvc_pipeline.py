@@ -319,6 +319,32 @@ def test_status_metrics_and_plots(clone, tmp_path):
     assert (tmp_path / "plots" / "index.html").is_file()
 
 
+def _pipeline_runs(clone) -> dict:
+    """{parent run id: (status, tags, sorted stage names of its children)} in the clone's MLflow store."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{clone.root / 'mlflow' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    out = {}
+    for parent in (r for r in runs if r.data.tags.get("fitad.pipeline") == "true"):
+        stages = sorted(r.data.tags.get("fitad.stage", "?") for r in runs
+                        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id)
+        out[parent.info.run_id] = (parent.info.status, parent.data.tags, stages)
+    return out
+
+
+def test_repro_is_one_finished_pipeline_run_with_a_run_per_stage(clone):
+    runs = _pipeline_runs(clone)
+    assert len(runs) == 1, runs
+    (status, tags, stages), = runs.values()
+    assert status == "FINISHED" and stages == ["evaluate", "prep", "train"]
+    assert tags["fitad.gate.decision"] in ("pass", "fail") and tags["fitad.registered_model"] == "fitad-sks"
+    # the data hash tag is the md5 dvc.lock records for the same dep
+    lock = clone.lock()
+    raw = next(d for d in lock["prepare"]["deps"] if d["path"] == "data/raw/synth")
+    assert tags["fitad.md5.data/raw/synth"] == raw["md5"]
+
+
 def test_second_repro_runs_nothing(clone):
     again = clone.run("repro")
     assert ran(again) == set(), again.stdout[-4000:]
@@ -381,6 +407,10 @@ def test_exp_run_sets_a_param_and_reruns_from_train(clone):
                 params = ((rev.get("data") or {}).get("params") or {}).get("params.yaml", {}).get("data", {})
                 ranks.append(params.get("train", {}).get("rank"))
     assert 4 in ranks, json.dumps(shown)[:3000]
+    # the variant is a pipeline run of its own, which says which finished run it follows
+    runs = _pipeline_runs(clone)
+    follows = [(status, stages) for status, tags, stages in runs.values() if tags.get("fitad.follows_pipeline_run")]
+    assert ("FINISHED", ["evaluate", "train"]) in follows, runs
 
 
 def test_a_failed_stage_keeps_earlier_outputs_and_the_rerun_resumes(clone):
