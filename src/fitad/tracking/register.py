@@ -205,8 +205,9 @@ def _register(registry: Registry, registry_config: RegistryConfig, gate_config: 
     registry.set_tags(name, version, decision.tags())
     approved = approved_version == version
     if decision.passed and not approved:
-        registry.approve(name, version, "gate passed: " + ", ".join(
-            f"{c['metric']} {c['value']:.3f}" for c in decision.checks[:4]), by="gate", via="gate")
+        shown = {c["metric"]: c["value"] for c in decision.checks if c.get("metric")}  # each metric once
+        registry.approve(name, version, "gate passed: " + ", ".join(f"{k} {v:.3g}" for k, v in shown.items()),
+                         by="gate", via="gate")
         approved = True
     return name, version, model_uri, decision, approved
 
