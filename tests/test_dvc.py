@@ -23,11 +23,12 @@ def _section_configs():
     from fitad.generate.config import RenderConfig
     from fitad.lora.export import ExportConfig
     from fitad.prep.config import PrepConfig
+    from fitad.serve.config import ServeConfig
     from fitad.tracking.config import GateConfig, RegistryConfig
     from fitad.train.config import FluxLoraConfig, SDLoraConfig
 
     return {c.SECTION: c for c in (SynthConfig, PrepConfig, SDLoraConfig, FluxLoraConfig, ExportConfig,
-                                          RenderConfig, AdConfig, RegistryConfig, GateConfig, EvalConfig)}
+                                          RenderConfig, AdConfig, RegistryConfig, GateConfig, EvalConfig, ServeConfig)}
 
 
 def test_every_params_section_validates():
