@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PIP_PROGRESS_BAR := off
 
-.PHONY: setup system-deps demo test test-all test-gpu bench clean help
+.PHONY: setup system-deps demo test test-all test-gpu bench serve clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -57,6 +57,9 @@ test-all: setup system-deps  ## include slow tests
 test-gpu: setup  ## run only the CUDA tests (pytest -m gpu; they skip without a GPU)
 	@$(PY) -m pytest -q -m gpu; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no gpu tests"; exit 0; fi; exit $$rc
+
+serve: setup  ## start the ad service on 127.0.0.1:3000 (embedded defaults)
+	$(VENV)/bin/fitad serve
 
 bench: setup  ## run the benchmarks (print JSON)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

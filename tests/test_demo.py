@@ -29,9 +29,9 @@ def test_demo_runs_every_stage(tmp_path, tiny_models_root, monkeypatch):
     assert (out / "train" / "lora" / "fitad_lora.json").exists()
     assert (out / "sks_lora.safetensors").stat().st_size > 0
     assert (out / "sample.png").exists() and (out / "eval" / "grid.png").exists()
-    assert summary["registry"]["approved"] and summary["registry"]["name"] == "fitad-demo-sks", json.dumps(summary["steps"]["register + gate"])
+    assert summary["registry"]["approved"] and summary["registry"]["name"] == "fitad-sks", json.dumps(summary["steps"]["register + gate"])
     assert "[8/10] render with the LoRA" in result.output
-    assert "fitad mlflow ui" in result.output and "fitad registry list fitad-demo-sks" in result.output
+    assert "fitad mlflow ui" in result.output and "fitad registry list fitad-sks" in result.output
 
     # One pipeline run with the stages nested under it; the registered version lives in the training run.
     from mlflow.tracking import MlflowClient
@@ -42,7 +42,7 @@ def test_demo_runs_every_stage(tmp_path, tiny_models_root, monkeypatch):
     stages = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
     assert sorted(r.data.tags["fitad.stage"] for r in stages) == ["evaluate", "prep", "train"]
     assert client.get_run(parent).info.status == "FINISHED"
-    version = client.get_model_version_by_alias("fitad-demo-sks", "approved")
+    version = client.get_model_version_by_alias("fitad-sks", "approved")
     assert version.run_id == json.loads((out / "train" / "mlflow_run.json").read_text())["run_id"]
 
     from PIL import Image
@@ -55,7 +55,7 @@ def test_demo_runs_every_stage(tmp_path, tiny_models_root, monkeypatch):
             assert img.size == size
         meta = read_ad_metadata(png)
         assert meta["mode"] == mode
-        assert meta["lora"]["registry"] == {"name": "fitad-demo-sks", "version": str(version.version), "alias": "approved"}
+        assert meta["lora"]["registry"] == {"name": "fitad-sks", "version": str(version.version), "alias": "approved"}
         assert summary["steps"][f"{mode} ad"]["kept_px"] > 1000
 
 

@@ -184,12 +184,13 @@ def _evaluate(cfg: DemoConfig, renderer, lora_dir: Path, dataset: Path, out: Pat
 
 
 def _register(cfg: DemoConfig, out: Path, train_dir: Path, exported: Path, dataset: Path):
-    """Register under fitad-demo-<trigger> through the embedded gate (the demo's models are the tiny ones, whatever
-    profile params.yaml names)."""
+    """Register under fitad-<trigger> (the name the DVC pipeline and `fitad serve` use, so `make demo` then
+    `make serve` serves it) through the embedded gate (the demo's models are the tiny ones, whatever profile
+    params.yaml names)."""
     from fitad.tracking.config import GateConfig, RegistryConfig
     from fitad.tracking.register import register_lora
 
-    registry = RegistryConfig(model_name=f"fitad-demo-{cfg.trigger}", experiment=cfg.experiment)
+    registry = RegistryConfig(experiment=cfg.experiment)
     return register_lora(registry, GateConfig(), train_dir, out / "eval", out / "register",
                          kohya_file=exported, prep_dir=dataset)
 

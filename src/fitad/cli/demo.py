@@ -34,7 +34,7 @@ def demo(out_dir: Path, panels: int, steps: int, tracker: str) -> None:
     if registry:
         state = "approved" if registry["approved"] else "candidate (the gate did not pass)"
         click.echo(f"registry: {registry['name']} v{registry['version']} is {state}; "
-                   f"list versions: fitad registry list {registry['name']}")
+                   f"list versions: fitad registry list {registry['name']}; serve it: make serve")
         uri = registry["tracking_uri"]
         if uri.startswith(("http://", "https://")):
             click.echo(f"MLflow UI: open {uri} (experiment fitad-demo)")

@@ -149,6 +149,19 @@ class AdServiceCore:
         self.start_seconds: dict[str, float] = {}
 
     # ------------------------------------------------------------ lifecycle
+    def start_background(self, preload: tuple[str, ...] = ("txt2img",)) -> threading.Thread:
+        """:meth:`start` on a thread, for servers whose worker start must not raise: a failure is logged and
+        ``status()`` says why (readiness stays false)."""
+        def run() -> None:
+            try:
+                self.start(preload=preload)
+            except Exception:
+                log.exception("the ad service could not start")
+
+        thread = threading.Thread(target=run, daemon=True, name="fitad-core-start")
+        thread.start()
+        return thread
+
     def start(self, preload: tuple[str, ...] = ("txt2img",)) -> None:
         """Load the base pipeline (and ``preload``'s others, e.g. ``inpaint``), resolve the served LoRA and
         start the alias watcher. Blocking; a base model that cannot load raises ApiError 503 (see status())."""

@@ -59,15 +59,15 @@ class JobBoard:
         self._jobs: dict[str, _Job] = {}   # insertion order = creation order
 
     # ---- writing
-    def create(self) -> str:
-        """A new queued job; returns its id (32 hex characters)."""
+    def create(self, job_id: str | None = None) -> str:
+        """A new queued job; returns its id (32 hex characters, or ``job_id``: e.g. a BentoML task id)."""
         with self._lock:
             self._cleanup_locked()
             while len(self._jobs) >= self.max_jobs:
                 ended = next((k for k, j in self._jobs.items() if j.state in _ENDED), None)
                 # all jobs still running: the oldest (most likely abandoned) makes room
                 self._jobs.pop(ended if ended is not None else next(iter(self._jobs)))
-            job_id = uuid.uuid4().hex
+            job_id = job_id or uuid.uuid4().hex
             self._jobs[job_id] = _Job(job_id, self._clock())
             return job_id
 

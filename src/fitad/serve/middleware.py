@@ -235,3 +235,49 @@ class RequestIdFilter(logging.Filter):
 def wrap(app: ASGIApp, max_body_bytes: int, paths_exempt: Iterable[str] = ()) -> ASGIApp:
     """``app`` behind both middlewares: body limit and request id outside, JSON errors inside."""
     return BodyLimitMiddleware(ErrorJSONMiddleware(app), max_body_bytes, paths_exempt)
+
+
+class RouteShapeMiddleware:
+    """The shape a route takes, checked before the service sees the request: POST only (GET allowed on
+    ``get_ok`` routes, passed on as an empty JSON POST), ``application/json`` on ``json_routes`` and
+    ``multipart/form-data`` on ``form_routes`` (else 405/415 JSON). A JSON body is parsed here, so bad JSON is our
+    400 naming the problem, and kept in ``scope["state"]["json"]`` with any unknown fields for validation."""
+
+    def __init__(self, app: Any, json_routes: Iterable[str], form_routes: Iterable[str],
+                 get_ok: Iterable[str] = ()) -> None:
+        self.app = app
+        self.json_routes, self.form_routes, self.get_ok = set(json_routes), set(form_routes), set(get_ok)
+
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        from fitad.serve.requests import parse_json
+
+        path = scope.get("path", "")
+        if scope.get("type") != "http" or path not in self.json_routes | self.form_routes:
+            return await self.app(scope, receive, send)
+        try:
+            if scope["method"] == "GET" and path in self.get_ok:
+                kept = [(k, v) for k, v in scope["headers"] if k.lower() not in (b"content-type", b"content-length")]
+                scope = {**scope, "method": "POST", "headers": [*kept, (b"content-type", b"application/json")]}
+            elif scope["method"] != "POST":
+                raise ApiError(405, "method_not_allowed", f"{path} takes POST, not {scope['method']}")
+            ctype = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+            want = b"multipart/form-data" if path in self.form_routes else b"application/json"
+            if ctype != want:
+                raise ApiError(415, "unsupported_media_type", f"{path} takes {want.decode()}, not "
+                               f"{ctype.decode('latin-1') or 'a body without Content-Type'}")
+            if want == b"application/json":
+                chunks, more = [], True
+                while more:
+                    message = await receive()
+                    chunks.append(message.get("body", b""))
+                    more = message.get("more_body", False)
+                body = b"".join(chunks)
+                scope.setdefault("state", {})["json"] = parse_json(body)
+                replay = [{"type": "http.request", "body": body or b"{}", "more_body": False}]
+                original = receive
+
+                async def receive() -> dict:  # the app reads the body we already read
+                    return replay.pop() if replay else await original()
+        except ApiError as exc:
+            return await send_error(send, exc)
+        await self.app(scope, receive, send)

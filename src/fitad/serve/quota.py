@@ -15,9 +15,11 @@ import math
 import os
 import sqlite3
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from fitad.serve.errors import ApiError
+
+T = TypeVar("T")
 
 __all__ = ["QuotaStore"]
 
@@ -148,3 +150,17 @@ class QuotaStore:
                         f"{what}; it resets at midnight (UTC{sign}{abs(self.tz_offset_hours)}), in {hours} h "
                         f"{minutes} min. A paid key has no daily limit.",
                         headers={"Retry-After": str(wait)})
+
+    def charged(self, principal: Any, render: Callable[[], T]) -> T:
+        """Run ``render`` for ``principal`` (an auth Principal): the free tier pays one image from its daily quota,
+        refunded if the render fails; paid tiers do not count."""
+        if getattr(principal, "tier", "free") != "free":
+            return render()
+        with self.reserve(principal.quota_id):
+            return render()
+
+    def status(self, principal: Any) -> dict[str, Any]:
+        """What ``/quota`` answers: the tier, and for the free tier the images left today and the daily limit."""
+        free = getattr(principal, "tier", "free") == "free"
+        return {"tier": principal.tier, "remaining": self.remaining(principal.quota_id) if free else None,
+                "daily_limit": self.daily_limit if free else None}

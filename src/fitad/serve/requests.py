@@ -19,7 +19,7 @@ import json
 import math
 import re
 import secrets
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -282,3 +282,13 @@ def validate(model_cls: type[M], data: Any, config: Any = None) -> M:
 def pick_seed(seed: int | None) -> int:
     """``seed`` itself, or a random one in 0..2**32-1 when it is None (reported back to the caller)."""
     return int(seed) if seed is not None else secrets.randbelow(MAX_SEED + 1)
+
+
+def request_fields(parsed_json: dict[str, Any] | None, form: Mapping[str, Any]) -> dict[str, Any]:
+    """The request's fields: the JSON body as parsed by the route-shape middleware, else the multipart form
+    fields (given one by one, or all in a ``request`` field holding a JSON object; single fields win)."""
+    if parsed_json is not None:
+        return parsed_json
+    single = {k: v for k, v in form.items() if v is not None and k != "request"}
+    request = form.get("request")
+    return {**(request if isinstance(request, dict) else parse_json(str(request or ""))), **single}

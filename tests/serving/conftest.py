@@ -1,0 +1,146 @@
+"""The real ad service: ``bentoml serve serving.service:AdService`` on 127.0.0.1 with tiny models, a SQLite MLflow
+registry (``fitad-test`` v1 approved, v2 candidate), API keys of every tier and a quota database in tmp."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+pytest.importorskip("bentoml")
+pytest.importorskip("mlflow")
+httpx = pytest.importorskip("httpx")
+
+ROOT = Path(__file__).resolve().parents[2]
+BENTOML = Path(sys.executable).with_name("bentoml")
+MODEL = "fitad-test"
+KEYS = {"free": "free-key-0123456789", "pro": "pro-key-0123456789", "admin": "admin-key-0123456789"}
+PASS = {"clip_t": 0.3, "clip_i": 0.8, "effect_size": 0.2}
+READY_S = 120
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One ``bentoml serve`` process group; ``stop()`` sends SIGTERM, then kills the group."""
+
+    def __init__(self, env: dict, log: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log
+        self._log = open(log, "w")
+        self.proc = subprocess.Popen([str(BENTOML), "serve", "serving.service:AdService", "--host", "127.0.0.1",
+                                      "--port", str(self.port)], cwd=ROOT, env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def tail(self, n: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+    def wait_ready(self, deadline_s: float = READY_S) -> "Server":
+        deadline = time.monotonic() + deadline_s
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"bentoml serve exited rc={self.proc.returncode}:\n{self.tail()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"service not ready in {deadline_s} s:\n{self.tail()}")
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(timeout=20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        try:  # workers left behind by the arbiter
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory, tiny_models_root):
+    """Registry, FITAD_HOME with the session's tiny models, params.yaml and key file; the server environment."""
+    from fitad import zoo
+    from fitad.serve.auth import hash_key
+    from fitad.tracking.config import GateConfig, RegistryConfig
+    from fitad.tracking.lineage import open_stage_run
+    from fitad.tracking.register import register_lora
+    from fitad.tracking.registry import Registry
+
+    root = tmp_path_factory.mktemp("serving")
+    home = root / "home"
+    (home / "models").mkdir(parents=True)
+    for name in ("tiny-sd15", "tiny-flux"):
+        (home / "models" / name).symlink_to(zoo.ensure_tiny(name, tiny_models_root), target_is_directory=True)
+    uri = f"sqlite:///{root / 'store' / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FITAD_HOME", str(home))
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        for i, (name, family, seed) in enumerate([(MODEL, "sd15", 1), (MODEL, "sd15", 2), ("fitad-other", "sd15", 3)]):
+            train = root / f"train{i}"
+            zoo.build_tiny_lora(train / "lora", family=family, seed=seed, root=tiny_models_root)
+            with open_stage_run("mlflow", "train", train, tracking_uri=uri):
+                pass
+            (root / f"eval{i}").mkdir()
+            (root / f"eval{i}" / "metrics.json").write_text(json.dumps(PASS))
+            register_lora(RegistryConfig(model_name=name), GateConfig(enabled=False), train, root / f"eval{i}",
+                          root / f"reg{i}", tracking_uri=uri)
+        Registry(uri).approve(MODEL, "1", "test setup", by="test")
+        Registry(uri).approve("fitad-other", "1", "test setup", by="test")
+    keys = root / "keys.yaml"
+    keys.write_text(yaml.safe_dump([{"name": f"{tier}-user", "sha256": hash_key(raw), "tier": tier}
+                                    for tier, raw in KEYS.items()]))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["profile"] = "embedded"
+    params["generate"].update(base_model="tiny-sd15", inpaint_model=None, controlnet_model=None, steps=2)
+    params["ads"].update(steps=2)
+    params["serve"].update(model_name=MODEL, poll_s=1.0, quota_db=str(root / "quota.sqlite3"),
+                           api_keys_file=str(keys), free_max_side=256, max_body_bytes=2_000_000,
+                           max_queue=2)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    (root / "bentoml").mkdir()
+    env = {**os.environ, "FITAD_PARAMS": str(root / "params.yaml"), "MLFLOW_TRACKING_URI": uri,
+           "FITAD_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "BENTOML_HOME": str(root / "bentoml"), "BENTOML_DO_NOT_TRACK": "true", "OMP_NUM_THREADS": "1",
+           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    env.pop("FITAD_API_KEYS", None)
+    return SimpleNamespace(root=root, uri=uri, env=env, keys=KEYS, model=MODEL)
+
+
+@pytest.fixture(scope="session")
+def service(world):
+    """The session's server: ``.url``; stopped (SIGTERM, then the whole process group) at the end."""
+    server = Server(world.env, world.root / "serve.log").wait_ready()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def url(service) -> str:
+    return service.url
+
+
+def auth(tier: str) -> dict:
+    return {"Authorization": f"Bearer {KEYS[tier]}"}
