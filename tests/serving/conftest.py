@@ -79,9 +79,13 @@ class Server:
         self._log.close()
 
 
-@pytest.fixture(scope="session")
-def world(tmp_path_factory, tiny_models_root):
-    """Registry, FITAD_HOME with the session's tiny models, params.yaml and key file; the server environment."""
+def build_world(root: Path, models_root: "os.PathLike | None" = None, serve: dict | None = None,
+                generate: dict | None = None) -> SimpleNamespace:
+    """Registry, FITAD_HOME with tiny models, params.yaml and key file under ``root``; the server environment.
+
+    ``serve`` / ``generate`` update params.yaml's sections after the test defaults. Importable outside pytest
+    (``benchmarks/serve.py`` uses it); ``models_root`` is where ``fitad.zoo.ensure_tiny`` caches the tiny models.
+    """
     from fitad import zoo
     from fitad.serve.auth import hash_key
     from fitad.tracking.config import GateConfig, RegistryConfig
@@ -89,18 +93,18 @@ def world(tmp_path_factory, tiny_models_root):
     from fitad.tracking.register import register_lora
     from fitad.tracking.registry import Registry
 
-    root = tmp_path_factory.mktemp("serving")
+    root = Path(root)
     home = root / "home"
     (home / "models").mkdir(parents=True)
     for name in ("tiny-sd15", "tiny-flux"):
-        (home / "models" / name).symlink_to(zoo.ensure_tiny(name, tiny_models_root), target_is_directory=True)
+        (home / "models" / name).symlink_to(zoo.ensure_tiny(name, models_root), target_is_directory=True)
     uri = f"sqlite:///{root / 'store' / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FITAD_HOME", str(home))
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         for i, (name, family, seed) in enumerate([(MODEL, "sd15", 1), (MODEL, "sd15", 2), ("fitad-other", "sd15", 3)]):
             train = root / f"train{i}"
-            zoo.build_tiny_lora(train / "lora", family=family, seed=seed, root=tiny_models_root)
+            zoo.build_tiny_lora(train / "lora", family=family, seed=seed, root=models_root)
             with open_stage_run("mlflow", "train", train, tracking_uri=uri):
                 pass
             (root / f"eval{i}").mkdir()
@@ -115,10 +119,12 @@ def world(tmp_path_factory, tiny_models_root):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["profile"] = "embedded"
     params["generate"].update(base_model="tiny-sd15", inpaint_model=None, controlnet_model=None, steps=2)
+    params["generate"].update(generate or {})
     params["ads"].update(steps=2)
     params["serve"].update(model_name=MODEL, poll_s=1.0, quota_db=str(root / "quota.sqlite3"),
                            api_keys_file=str(keys), free_max_side=256, max_body_bytes=2_000_000,
                            max_queue=2)
+    params["serve"].update(serve or {})
     (root / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     (root / "bentoml").mkdir()
     env = {**os.environ, "FITAD_PARAMS": str(root / "params.yaml"), "MLFLOW_TRACKING_URI": uri,
@@ -127,6 +133,12 @@ def world(tmp_path_factory, tiny_models_root):
            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     env.pop("FITAD_API_KEYS", None)
     return SimpleNamespace(root=root, uri=uri, env=env, keys=KEYS, model=MODEL)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory, tiny_models_root):
+    """Registry, FITAD_HOME with the session's tiny models, params.yaml and key file; the server environment."""
+    return build_world(tmp_path_factory.mktemp("serving"), tiny_models_root)
 
 
 @pytest.fixture(scope="session")

@@ -106,6 +106,10 @@ class Renderer:
         self.device = self._resolve_device()
         self.dtype = self._resolve_dtype()
         self.load_seconds: dict[str, float] = {}
+        # Counting tokens happens outside the render lock (prompt fitting while another request renders), and a
+        # fast tokenizer's padding/truncation state is shared mutable state: counting uses its own copy.
+        self._count_lock = threading.Lock()
+        self._count_tokenizer: Any = None
 
     # ------------------------------------------------------------ setup
     def _resolve_device(self) -> str:
@@ -260,9 +264,14 @@ class Renderer:
         return int(pipe.tokenizer.model_max_length)
 
     def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` in the window :meth:`token_budget` measures (start/end tokens included)."""
-        pipe = self._base()
-        return count_tokens(pipe.tokenizer_2 if self.family == "flux" else pipe.tokenizer, text)
+        """Tokens of ``text`` in the window :meth:`token_budget` measures (start/end tokens included).
+
+        Safe while another thread renders: it counts with a private copy of the tokenizer."""
+        with self._count_lock:
+            if self._count_tokenizer is None:
+                pipe = self._base()
+                self._count_tokenizer = copy.deepcopy(pipe.tokenizer_2 if self.family == "flux" else pipe.tokenizer)
+            return count_tokens(self._count_tokenizer, text)
 
     def adapter_stats(self) -> dict[str, Any]:
         with self._lock:
