@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from fitad.fsutil import atomic_write_json
-from fitad.tracking.base import Tracker, make_tracker
+from fitad.tracking.base import Tracker, _Base, make_tracker
 from fitad.tracking.provenance import data_tags, git_tags
 from fitad.tracking.store import default_tracking_uri, normalize_uri
 
@@ -107,7 +107,7 @@ def end_pipeline_run(client: Any, parent_run_id: str, status: str, reason: str |
         client.update_run(parent_run_id, status="RUNNING")
 
 
-class _StageRun:
+class _StageRun(_Base):  # _Base: `with` closes FINISHED, or FAILED with the reason
     """Closes the stage's MLflow run, then gives the parent the stage's outcome."""
 
     def __init__(self, tracker: Any, parent_run_id: str, stage: str, final: bool) -> None:
@@ -118,17 +118,6 @@ class _StageRun:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tracker, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        from fitad.tracking.base import failure_reason
-
-        if exc_type is None:
-            self.close("FINISHED")
-        else:
-            self.close("FAILED", failure_reason(exc_type, exc))
 
     def close(self, status: str = "FINISHED", reason: str | None = None) -> None:
         try:
