@@ -12,8 +12,6 @@ from pathlib import Path
 
 import bentoml
 from _bentoml_impl import serde as _serde
-from starlette.datastructures import UploadFile
-from starlette.responses import Response
 
 from fitad.ads.config import AdConfig
 from fitad.config import load_section
@@ -21,41 +19,28 @@ from fitad.generate.config import RenderConfig
 from fitad.serve.auth import KeyStore, require
 from fitad.serve.config import ServeConfig
 from fitad.serve.core import AdServiceCore
-from fitad.serve.errors import ApiError
+from fitad.serve.http import respond
 from fitad.serve.middleware import BodyLimitMiddleware, RouteShapeMiddleware
 from fitad.serve.quota import QuotaStore
-from fitad.serve.http import reply_parts
+from fitad.serve.openapi import documented, publish_required
 from fitad.serve.requests import AdRequest, CopyRequest, Txt2ImgRequest, request_fields, validate
-from fitad.serve.uploads import decode_upload_image
+from fitad.serve.uploads import decode_upload_image, text_field_as_file
 
 SERVE = load_section(ServeConfig)
 JSON_ROUTES = ("/txt2img", "/copy", "/loras", "/quota", "/admin/reload", "/jobs/txt2img", "/jobs/progress")
 FORM_ROUTES = ("/ad/product", "/ad/person", "/ad/advanced", "/ad/compose")
-GET_OK = ("/loras", "/quota")
+FILES = ("image", "product_image", "logo")
+_doc = lambda model, files=(): documented(model, SERVE, files, bentoml.Context)  # noqa: E731  (OpenAPI input)
 
 
-async def _text_is_not_a_url(obj: t.Any) -> UploadFile:  # never fetch a URL sent in a file field (SSRF)
-    import io
-    return obj if isinstance(obj, UploadFile) else UploadFile(io.BytesIO(str(obj).encode("utf-8", "replace")))
-
-
-_serde.MultipartSerde.ensure_file = staticmethod(_text_is_not_a_url)
-
-
-def _reply(ctx: bentoml.Context, call: t.Callable[[], t.Any]) -> Response:
-    status, headers, body, media = reply_parts(call)
-    ctx.response.status_code = status  # BentoML overrides a returned Response's status with this one
-    return Response(body, status_code=status, media_type=media, headers=headers)
+_serde.MultipartSerde.ensure_file = staticmethod(text_field_as_file)  # never fetch a URL sent as a file
 
 
 def _ad_route(mode: str) -> t.Any:
-    """One multipart ad route; BentoML reads each route's input schema from its signature, so it is built here."""
-    def route(self, ctx: bentoml.Context, image: Path = None, product_image: Path = None, logo: Path = None,
-              request: t.Any = None, prompt: t.Any = None, format: t.Any = None, headline: t.Any = None,
-              seed: t.Any = None, steps: t.Any = None, lora: t.Any = None):
-        return self._ad(mode, ctx, dict(locals()))
+    def route(self, ctx: bentoml.Context, **given: t.Any):
+        return self._ad(mode, ctx, given)
     route.__name__ = f"ad_{mode}"
-    return bentoml.api(route=f"/ad/{mode}")(route)
+    return bentoml.api(route=f"/ad/{mode}")(_doc(AdRequest, FILES)(route))
 
 
 @bentoml.service(traffic={"timeout": 300, "max_concurrency": 64}, threads=16)
@@ -76,73 +61,65 @@ class AdService:
     def _stop(self) -> None:
         self.core.stop()
 
-    # ---- mapping helpers
     def _who(self, ctx: bentoml.Context, tier: str = "free") -> t.Any:
         client = ctx.request.client.host if ctx.request.client else "unknown"
         return require(self.keys.authenticate(ctx.request.headers.get("authorization"), client), tier)
 
-    @staticmethod
-    def _body(ctx: bentoml.Context, form: dict) -> dict:
-        return request_fields(getattr(ctx.request.state, "json", None), form)
+    def _req(self, ctx: bentoml.Context, model: type, form: dict | None = None) -> t.Any:
+        return validate(model, request_fields(getattr(ctx.request.state, "json", None), form or {}), SERVE)
 
-    # ---- routes
-    @bentoml.api(route="/txt2img")
-    def txt2img(self, ctx: bentoml.Context, prompt: t.Any = None, format: t.Any = None, seed: t.Any = None,
-                steps: t.Any = None, guidance: t.Any = None, lora: t.Any = None, lora_scale: t.Any = None):
-        def go():
-            who, req = self._who(ctx), validate(Txt2ImgRequest, self._body(ctx, {}), SERVE)
-            return self.quota.charged(who, lambda: self.core.txt2img(req, who))
-        return _reply(ctx, go)
-
-    def _ad(self, mode: str, ctx: bentoml.Context, given: dict) -> Response:
-        files = {k: given.pop(k) for k in ("image", "product_image", "logo")}
-        for name in ("self", "ctx", "mode"):  # the route's own names, not request fields
-            given.pop(name, None)
+    def _ad(self, mode: str, ctx: bentoml.Context, given: dict) -> t.Any:
+        files = {k: given.pop(k, None) for k in FILES}
 
         def go():
-            who, req = self._who(ctx), validate(AdRequest, self._body(ctx, given), SERVE)
+            who, req = self._who(ctx), self._req(ctx, AdRequest, given)
             images = {k: decode_upload_image(Path(v).read_bytes(), None, k, SERVE) for k, v in files.items() if v}
             return self.quota.charged(who, lambda: self.core.ad(mode, req, images, who))
-        return _reply(ctx, go)
+        return respond(ctx, go)
 
-    # multipart: files, then the other fields one by one or all in `request` (a JSON object)
-    ad_product, ad_person, ad_advanced, ad_compose = (_ad_route(m) for m in ("product", "person", "advanced",
-                                                                              "compose"))
+    ad_product, ad_person, ad_advanced, ad_compose = map(_ad_route, ("product", "person", "advanced", "compose"))
+
+    @bentoml.api(route="/txt2img")
+    @_doc(Txt2ImgRequest)
+    def txt2img(self, ctx: bentoml.Context, **_: t.Any):
+        def go():
+            who, req = self._who(ctx), self._req(ctx, Txt2ImgRequest)
+            return self.quota.charged(who, lambda: self.core.txt2img(req, who))
+        return respond(ctx, go)
 
     @bentoml.api(route="/copy")
-    def copy(self, ctx: bentoml.Context, industry: t.Any = None, lang: t.Any = None, shop_name: t.Any = None):
-        return _reply(ctx, lambda: self._who(ctx) and self.core.copy(validate(CopyRequest, self._body(ctx, {}),
-                                                                              SERVE)))
+    @_doc(CopyRequest)
+    def copy(self, ctx: bentoml.Context, **_: t.Any):
+        return respond(ctx, lambda: self._who(ctx) and self.core.copy(self._req(ctx, CopyRequest)))
 
     @bentoml.api(route="/loras")
     async def loras(self, ctx: bentoml.Context):
-        return _reply(ctx, lambda: self._who(ctx) and {**self.core.loras(), "status": self.core.status()})
+        return respond(ctx, lambda: self._who(ctx) and {**self.core.loras(), "status": self.core.status()})
 
     @bentoml.api(route="/quota")
     async def quota_left(self, ctx: bentoml.Context):
-        return _reply(ctx, lambda: self.quota.status(self._who(ctx)))
+        return respond(ctx, lambda: self.quota.status(self._who(ctx)))
 
     @bentoml.api(route="/admin/reload")
     def admin_reload(self, ctx: bentoml.Context):
-        return _reply(ctx, lambda: self._who(ctx, "admin") and self.core.reload())
+        return respond(ctx, lambda: self._who(ctx, "admin") and self.core.reload())
 
     @bentoml.task(route="/jobs/txt2img")
-    def txt2img_job(self, ctx: bentoml.Context, prompt: t.Any = None, format: t.Any = None, seed: t.Any = None,
-                    steps: t.Any = None, guidance: t.Any = None, lora: t.Any = None, lora_scale: t.Any = None):
-        fields = {k: v for k, v in locals().items() if k not in ("self", "ctx")}
-
-        def go():
-            who, req = self._who(ctx), validate(Txt2ImgRequest, self._body(ctx, fields), SERVE)
+    @_doc(Txt2ImgRequest)
+    def txt2img_job(self, ctx: bentoml.Context, **fields: t.Any):
+        def go():  # a task's request may come back without the parsed JSON: its fields then come from BentoML
+            who, req = self._who(ctx), self._req(ctx, Txt2ImgRequest, fields)
             job = self.core.jobs.create(job_id=getattr(ctx.request.state, "task_id", None))
             return self.quota.charged(who, lambda: self.core.run_job(job, self.core.txt2img, req, who))
-        return _reply(ctx, go)
+        return respond(ctx, go)
 
     @bentoml.api(route="/jobs/progress")
     async def job_progress(self, ctx: bentoml.Context, task_id: t.Any = None):
-        return _reply(ctx, lambda: self._who(ctx) and self.core.jobs.get(str(ctx.request.state.json.get(
+        return respond(ctx, lambda: self._who(ctx) and self.core.jobs.get(str(ctx.request.state.json.get(
             "task_id", ""))))
 
 
 AdService.add_asgi_middleware(BodyLimitMiddleware, max_body_bytes=SERVE.max_body_bytes)
 AdService.add_asgi_middleware(RouteShapeMiddleware, json_routes=JSON_ROUTES, form_routes=FORM_ROUTES,
-                              get_ok=GET_OK)
+                              get_ok=("/loras", "/quota"))
+publish_required(AdService.apis.values())

@@ -305,3 +305,64 @@ def test_real_server_passes_a_small_body(live_server):
         sock.sendall(b"POST /copy HTTP/1.1\r\nHost: x\r\nX-Request-ID: abc-1\r\nContent-Length: 5\r\n\r\nhello")
         status, headers, body = _read_response(sock)
     assert status == 200 and headers["x-request-id"] == "abc-1"
+
+
+# ---- RouteShapeMiddleware: method, content type and a body that parses, before the app sees the request
+def _shape(app):
+    from fitad.serve.middleware import RouteShapeMiddleware
+
+    return RouteShapeMiddleware(app, json_routes=["/txt2img", "/loras"], form_routes=["/ad/product"],
+                                get_ok=["/loras"])
+
+
+def _multipart(files=None, data=None):
+    """A real multipart body and its Content-Type, encoded by httpx (an encoder independent of the parser)."""
+    import httpx
+
+    req = httpx.Request("POST", "http://x/ad/product", files=files or {"image": ("a.png", b"\x89PNG...", "image/png")},
+                        data=data or {"headline": "가을 신메뉴"})
+    return req.read(), req.headers["content-type"].encode()
+
+
+def test_route_shape_passes_a_valid_multipart_body_through_unchanged():
+    body, ctype = _multipart()
+    app = EchoApp()
+    client = run(_shape(app), {**scope_for("/ad/product", [(b"content-type", ctype)]), "state": {"request_id": "r"}},
+                 Client([body[:50], body[50:]]))
+    assert client.status == 200 and app.seen == len(body)
+
+
+@pytest.mark.parametrize("ctype, body, why", [
+    (b"multipart/form-data", b"", "boundary"),
+    (b"multipart/form-data; boundary=abc", b"--abc\r\n[]--abc--\r\n", ""),
+    (b"multipart/form-data; boundary=abc", b"--abc\r\nContent-Disposition: form-data\r\n\r\nx\r\n--abc--\r\n", ""),
+])
+def test_route_shape_refuses_a_multipart_body_that_does_not_parse(ctype, body, why):
+    app = EchoApp()
+    client = run(_shape(app), scope_for("/ad/product", [(b"content-type", ctype)]), Client([body]))
+    assert client.status == 400 and app.called == 0
+    assert client.json["error"]["code"] == "invalid_multipart" and why in client.json["error"]["message"].lower()
+
+
+def test_route_shape_checks_method_content_type_and_json():
+    for path, method, headers, body, status in [
+        ("/ad/product", "PUT", [(b"content-type", b"multipart/form-data; boundary=a")], b"", 405),
+        ("/ad/product", "POST", [(b"content-type", b"application/json")], b"{}", 415),
+        ("/txt2img", "POST", [(b"content-type", b"text/plain")], b"{}", 415),
+        ("/txt2img", "POST", [(b"content-type", b"application/json")], b"{not json", 400),
+    ]:
+        app = EchoApp()
+        client = run(_shape(app), scope_for(path, headers, method), Client([body]))
+        assert (client.status, app.called) == (status, 0), (path, method, body)
+
+
+def test_route_shape_turns_an_allowed_get_into_an_empty_json_post():
+    seen = {}
+
+    async def app(scope, receive, send):
+        seen.update(method=scope["method"], json=scope["state"]["json"], body=(await receive())["body"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    client = run(_shape(app), scope_for("/loras", [], "GET"), Client([b""]))
+    assert client.status == 204 and seen == {"method": "POST", "json": {}, "body": b"{}"}

@@ -161,3 +161,36 @@ def test_api_error_survives_pickling():
     copy = pickle.loads(pickle.dumps(err))
     assert (copy.status, copy.code, copy.message, copy.field, copy.headers) == (429, "busy", "the queue is full",
                                                                                 None, {"Retry-After": "5"})
+
+
+# ---- field_schemas: the published contract agrees with validate()
+@pytest.mark.parametrize("body", [
+    {"prompt": "a cup of coffee"}, {"prompt": "x", "steps": 3}, {"prompt": "x", "steps": 0}, {"prompt": "x", "steps": 4},
+    {"prompt": "x", "guidance": 7.5}, {"prompt": "x", "guidance": -1}, {"prompt": "x", "format": "instagram_story"},
+    {"prompt": "x", "format": "tiktok"}, {"prompt": "x", "format": "640x480"}, {"prompt": ""}, {"prompt": "   "},
+    {"prompt": "y" * 41}, {"prompt": "x", "headline": "h" * 20}, {"prompt": "x", "headline": "h" * 21},
+    {"prompt": "x", "lora": "fitad-sks@approved"}, {"prompt": "x", "lora": "../../etc/passwd"},
+    {"prompt": "x", "brand_colors": ["#ff0000"]}, {"prompt": "x", "brand_colors": ["red"]},
+    {"prompt": "x", "industry": "bakery"}, {"prompt": "x", "industry": "spaceport"}, {"prompt": "x", "seed": -1},
+    {"prompt": "x", "lang": "ja"}, {"prompt": "x", "lora_scale": 2.5}, {"format": "1:1"}, {"prompt": "x", "bogus": 1},
+])
+def test_published_schema_accepts_exactly_what_validate_accepts(body):
+    jsonschema = pytest.importorskip("jsonschema")
+    from fitad.serve.config import ServeConfig
+    from fitad.serve.requests import field_schemas
+
+    config = ServeConfig(max_steps=3, max_prompt_chars=40, max_text_chars=20)
+    model = Txt2ImgRequest
+    schema = {"type": "object", "properties": field_schemas(model, config), "additionalProperties": False,
+              "required": model.model_json_schema()["required"]}
+    try:
+        jsonschema.validate(body, schema)
+        published_ok = True
+    except jsonschema.ValidationError:
+        published_ok = False
+    try:
+        validate(model, body, config)
+        validated_ok = True
+    except ApiError:
+        validated_ok = False
+    assert published_ok == validated_ok, (body, published_ok, validated_ok)

@@ -149,3 +149,20 @@ def test_sniff_type():
     assert sniff_type(encode(halves(), "JPEG")) == "image/jpeg"
     assert sniff_type(encode(halves(), "WEBP")) == "image/webp"
     assert sniff_type(b"GIF89a....") is None and sniff_type(b"") is None
+
+
+def test_a_file_field_sent_as_text_becomes_a_file_of_that_text_never_a_fetch():
+    import asyncio
+
+    from starlette.datastructures import UploadFile
+
+    from fitad.serve.uploads import text_field_as_file
+
+    url = "http://169.254.169.254/latest/meta-data/"
+    as_file = asyncio.run(text_field_as_file(url))
+    assert isinstance(as_file, UploadFile) and asyncio.run(as_file.read()) == url.encode()
+    with pytest.raises(ApiError) as err:  # and it is then refused like any other non-image
+        decode_upload_image(url.encode(), None, "image", ServeConfig())
+    assert err.value.status in (400, 415)
+    real = UploadFile(io.BytesIO(b"x"))
+    assert asyncio.run(text_field_as_file(real)) is real

@@ -123,7 +123,11 @@ def test_free_quota_survives_a_restart(url, world):
     assert r.status_code == 429 and r.json()["error"]["code"] == "quota_exceeded" and int(r.headers["retry-after"]) > 0
     assert httpx.post(f"{url}/quota", json={}, headers=auth("free")).json()["remaining"] == 0
     assert httpx.get(f"{url}/quota", headers=auth("pro")).json()["remaining"] is None
-    second = Server(world.env, world.root / "serve-restart.log").wait_ready()
+    # The first server keeps running (it is the session's), so the second gets its own BentoML home: two live
+    # servers on one home share BentoML's task database. The quota database is the one under test.
+    (world.root / "bentoml-restart").mkdir(exist_ok=True)
+    env = {**world.env, "BENTOML_HOME": str(world.root / "bentoml-restart")}
+    second = Server(env, world.root / "serve-restart.log").wait_ready()
     try:
         r = _free_image(second.url)
         assert r.status_code == 429 and r.json()["error"]["code"] == "quota_exceeded"

@@ -20,3 +20,13 @@ def reply_parts(call: Callable[[], Any]) -> tuple[int, dict[str, str], bytes, st
     if isinstance(out, dict):
         return 200, {}, json.dumps(out, ensure_ascii=False, default=str).encode("utf-8"), "application/json"
     return 200, {META_HEADER: json.dumps(out.metadata, ensure_ascii=True, default=str)}, out.png, "image/png"
+
+
+def respond(ctx: Any, call: Callable[[], Any]) -> Any:
+    """:func:`reply_parts` as a Starlette ``Response`` for a framework handler; ``ctx.response.status_code`` is set
+    too (BentoML overrides a returned Response's status with its context's)."""
+    from starlette.responses import Response
+
+    status, headers, body, media = reply_parts(call)
+    ctx.response.status_code = status
+    return Response(body, status_code=status, media_type=media, headers=headers)

@@ -1,4 +1,5 @@
-"""Plain ASGI middleware for the ad service (no framework import: BentoML, Starlette or any ASGI app).
+"""Plain ASGI middleware for the ad service (works in front of BentoML, Starlette or any ASGI app; only the
+multipart check borrows Starlette's parser, imported when first used).
 
 * :class:`BodyLimitMiddleware` -- refuses a request body above ``max_body_bytes`` with 413 JSON: from
   ``Content-Length`` before a byte of the body is read, and by counting the chunks of a streamed
@@ -237,11 +238,47 @@ def wrap(app: ASGIApp, max_body_bytes: int, paths_exempt: Iterable[str] = ()) ->
     return BodyLimitMiddleware(ErrorJSONMiddleware(app), max_body_bytes, paths_exempt)
 
 
+async def _read_body(receive: Receive) -> bytes:
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, original: Receive) -> Receive:
+    """A ``receive`` that gives the app the body already read, then whatever the server sends next."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> Message:
+        return pending.pop() if pending else await original()
+    return receive
+
+
+async def _check_multipart(scope: Scope, body: bytes) -> None:
+    """400 unless ``body`` parses as ``multipart/form-data`` with the same parser the app will use (Starlette's):
+    a missing boundary or a mangled part would otherwise fail inside the framework as a 500."""
+    from starlette.requests import Request  # the app's own parser, so what passes here parses there
+
+    async def once() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+    try:
+        form = await Request({**scope, "type": "http"}, once).form()
+    except Exception as exc:  # HTTPException from MultiPartException, or the parser's own errors
+        detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
+        raise ApiError(400, "invalid_multipart", f"the multipart/form-data body could not be read: {detail}")
+    await form.close()
+
+
 class RouteShapeMiddleware:
     """The shape a route takes, checked before the service sees the request: POST only (GET allowed on
     ``get_ok`` routes, passed on as an empty JSON POST), ``application/json`` on ``json_routes`` and
     ``multipart/form-data`` on ``form_routes`` (else 405/415 JSON). A JSON body is parsed here, so bad JSON is our
-    400 naming the problem, and kept in ``scope["state"]["json"]`` with any unknown fields for validation."""
+    400 naming the problem, and kept in ``scope["state"]["json"]`` with any unknown fields for validation; a
+    multipart body is test-parsed here, so a missing boundary or a mangled part is a 400, not the framework's 500."""
 
     def __init__(self, app: Any, json_routes: Iterable[str], form_routes: Iterable[str],
                  get_ok: Iterable[str] = ()) -> None:
@@ -265,19 +302,13 @@ class RouteShapeMiddleware:
             if ctype != want:
                 raise ApiError(415, "unsupported_media_type", f"{path} takes {want.decode()}, not "
                                f"{ctype.decode('latin-1') or 'a body without Content-Type'}")
+            body = await _read_body(receive)
             if want == b"application/json":
-                chunks, more = [], True
-                while more:
-                    message = await receive()
-                    chunks.append(message.get("body", b""))
-                    more = message.get("more_body", False)
-                body = b"".join(chunks)
                 scope.setdefault("state", {})["json"] = parse_json(body)
-                replay = [{"type": "http.request", "body": body or b"{}", "more_body": False}]
-                original = receive
-
-                async def receive() -> dict:  # the app reads the body we already read
-                    return replay.pop() if replay else await original()
+                body = body or b"{}"
+            else:
+                await _check_multipart(scope, body)
+            receive = _replay(body, receive)
         except ApiError as exc:
             return await send_error(send, exc)
         await self.app(scope, receive, send)

@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from fitad.serve.errors import ApiError, from_validation_error
 
-__all__ = ["AdRequest", "CopyRequest", "LORA_REF", "MAX_SEED", "Txt2ImgRequest", "parse_json", "pick_seed",
-           "validate"]
+__all__ = ["AdRequest", "CopyRequest", "LORA_REF", "MAX_SEED", "Txt2ImgRequest", "field_schemas", "parse_json",
+           "pick_seed", "validate"]
 
 MAX_SEED = 2**32 - 1
 # A registry reference: NAME, NAME@alias or NAME/version. No '/', '\\', ':' or '..' beyond that: never a path.
@@ -277,6 +277,51 @@ def validate(model_cls: type[M], data: Any, config: Any = None) -> M:
         return model_cls.model_validate(data, context={"config": config})
     except ValidationError as exc:
         raise from_validation_error(exc, allowed_fields=model_cls.model_fields) from None
+
+
+def field_schemas(model_cls: type[BaseModel], config: Any = None) -> dict[str, dict[str, Any]]:
+    """The JSON schema of each field of ``model_cls`` with the bounds ``config`` sets (steps, guidance, text
+    lengths) and the accepted values (formats, industries, LoRA references) filled in.
+
+    For the published OpenAPI document, so clients and fuzzers see the contract :func:`validate` enforces;
+    :func:`validate` stays the one place that checks it.
+    """
+    from fitad.ads.formats import MAX_SIDE, MIN_SIDE, format_names
+    from fitad.generate.industries import INDUSTRIES
+
+    if config is None:
+        from fitad.serve.config import ServeConfig
+
+        config = ServeConfig()
+    text = {"type": "string", "maxLength": config.max_text_chars}
+    nullable = lambda schema: {"anyOf": [schema, {"type": "null"}], "default": None}  # noqa: E731
+    bounds: dict[str, dict[str, Any]] = {
+        "prompt": {"type": "string", "maxLength": config.max_prompt_chars},
+        "negative_prompt": {"type": "string", "maxLength": config.max_prompt_chars, "default": ""},
+        "shop_name": {**text, "default": ""}, "headline": {**text, "default": ""},
+        "subcopy": {**text, "default": ""}, "offer": {**text, "default": ""},
+        "industry": {"type": "string", "enum": list(INDUSTRIES), "default": "cafe",
+                     "description": "an industry id (Korean names and aliases such as '카페' are accepted too)"},
+        "format": {"anyOf": [{"type": "string", "enum": [n for n in format_names() if n != "WIDTHxHEIGHT"]},
+                             {"type": "string", "pattern": r"^[0-9]{2,4}x[0-9]{2,4}$"}],
+                   "default": "instagram_square",
+                   "description": f"an SNS format or WIDTHxHEIGHT with each side {MIN_SIDE}..{MAX_SIDE} px"},
+        "steps": nullable({"type": "integer", "minimum": 1, "maximum": config.max_steps}),
+        "guidance": nullable({"type": "number", "minimum": 0, "maximum": config.max_guidance}),
+        "lora": nullable({"type": "string", "pattern": LORA_REF.pattern,
+                          "description": "a registered LoRA: NAME, NAME@alias or NAME/version"}),
+        "brand_colors": {"type": "array", "maxItems": 8, "items": {"type": "string", "pattern": _HEX_COLOUR.pattern}},
+    }
+    model_schema = model_cls.model_json_schema()
+    out = {}
+    for name, schema in model_schema["properties"].items():
+        merged = {**schema, **bounds.get(name, {})}
+        if "anyOf" in merged:  # the alternatives carry the types
+            merged.pop("type", None)
+        if name == "prompt" and name in model_schema.get("required", ()):
+            merged.update(minLength=1, pattern=r"\S")  # not empty, not only spaces
+        out[name] = merged
+    return out
 
 
 def pick_seed(seed: int | None) -> int:

@@ -24,7 +24,7 @@ import numpy as np
 from fitad.images import ImageLoadError, LoadedImage, check_min_side, check_pixels, load_image
 from fitad.serve.errors import ApiError
 
-__all__ = ["ALLOWED_TYPES", "decode_upload", "decode_upload_image", "sniff_type"]
+__all__ = ["ALLOWED_TYPES", "decode_upload", "decode_upload_image", "sniff_type", "text_field_as_file"]
 
 ALLOWED_TYPES = ("image/png", "image/jpeg", "image/webp")
 _TYPE_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png"}
@@ -101,3 +101,16 @@ def decode_upload_image(data: bytes, content_type: str | None, field: str, confi
 def decode_upload(data: bytes, content_type: str | None, field: str, config: Any) -> np.ndarray:
     """An uploaded image as H x W x 3 uint8 RGB (EXIF rotation applied), or ApiError naming ``field``."""
     return decode_upload_image(data, content_type, field, config).rgb
+
+
+async def text_field_as_file(value: Any) -> Any:
+    """A multipart file field that arrived as plain text becomes a file holding that text, so it is refused as a
+    non-image like any other; BentoML's default would fetch it when it looks like a URL (server-side request
+    forgery). Installed as BentoML's ``MultipartSerde.ensure_file`` by the service."""
+    import io
+
+    from starlette.datastructures import UploadFile
+
+    if isinstance(value, UploadFile):
+        return value
+    return UploadFile(io.BytesIO(str(value).encode("utf-8", "replace")))
