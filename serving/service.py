@@ -66,7 +66,9 @@ class AdService:
         return require(self.keys.authenticate(ctx.request.headers.get("authorization"), client), tier)
 
     def _req(self, ctx: bentoml.Context, model: type, form: dict | None = None) -> t.Any:
-        return validate(model, request_fields(getattr(ctx.request.state, "json", None), form or {}), SERVE)
+        state = ctx.request.state
+        fields = request_fields(getattr(state, "json", None), form or {}, getattr(state, "form_fields", None), FILES)
+        return validate(model, fields, SERVE)
 
     def _ad(self, mode: str, ctx: bentoml.Context, given: dict) -> t.Any:
         files = {k: given.pop(k, None) for k in FILES}

@@ -194,3 +194,15 @@ def test_published_schema_accepts_exactly_what_validate_accepts(body):
     except ApiError:
         validated_ok = False
     assert published_ok == validated_ok, (body, published_ok, validated_ok)
+
+
+def test_request_fields_refuses_an_unknown_multipart_part_by_name():
+    from fitad.serve.requests import request_fields
+
+    form = {"headline": "hi", "steps": None}
+    assert request_fields(None, form, sent=["headline", "image", "request"], file_fields=["image"]) == {
+        "headline": "hi"}
+    with pytest.raises(ApiError) as err:
+        request_fields(None, form, sent=["headline", "image", "colour"], file_fields=["image"])
+    assert (err.value.status, err.value.field) == (422, "colour") and "headline" in err.value.message
+    assert request_fields({"prompt": "x"}, form, sent=["anything"]) == {"prompt": "x"}  # JSON: the model decides

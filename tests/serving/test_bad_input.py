@@ -58,7 +58,9 @@ def raw(body: bytes, ctype: str | None = "application/json") -> dict:
 def up(data: bytes | None = GOOD, ctype: str = "image/png", request: str | None = '{"format": "128x128"}',
        field: str = "image") -> dict:
     out: dict = {"headers": PRO, "data": {"request": request} if request is not None else {}}
-    out["files"] = {field: ("f.png", data, ctype)} if data is not None else {"other": ("x.txt", b"x", "text/plain")}
+    if data is None:  # no file: the fields alone, still as multipart (a part without a file name)
+        return {"headers": PRO, "files": {"request": (None, request or "{}")}}
+    out["files"] = {field: ("f.png", data, ctype)}
     return out
 
 
@@ -114,9 +116,10 @@ CASES = [
     ("png-bomb-header", "POST", P, up(_bomb()), 413, "payload_too_large", "image"),
     ("tiny-image", "POST", P, up(_png((8, 8))), 400, "invalid_image", "image"),
     ("image-missing", "POST", P, up(None), 422, "invalid_field", "image"),
-    ("image-as-url-text", "POST", P, {"headers": PRO, "files": {"x": ("x", b"", "text/plain")},
-                                      "data": {"image": "http://169.254.169.254/latest/meta-data"}}, 415,
-     "unsupported_media_type", "image"),
+    ("image-as-url-text", "POST", P, {"headers": PRO, "files": {"image": (None, "http://169.254.169.254/latest/")}},
+     415, "unsupported_media_type", "image"),
+    ("ad-unknown-part", "POST", P, {**up(), "data": {"request": '{"format": "128x128"}', "bogus": "1"}}, 422,
+     "invalid_field", "bogus"),
     ("ad-json-body", "POST", P, js({"format": "128x128"}), 415, "unsupported_media_type", None),
     ("ad-request-bad-json", "POST", P, up(request="{not json"), 400, "invalid_request", None),
     ("ad-request-array", "POST", P, up(request="[1]"), 400, "invalid_request", None),

@@ -270,6 +270,7 @@ async def _check_multipart(scope: Scope, body: bytes) -> None:
     except Exception as exc:  # HTTPException from MultiPartException, or the parser's own errors
         detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
         raise ApiError(400, "invalid_multipart", f"the multipart/form-data body could not be read: {detail}")
+    scope.setdefault("state", {})["form_fields"] = sorted(set(form.keys()))  # for refusing unknown parts
     await form.close()
 
 

@@ -19,7 +19,7 @@ import json
 import math
 import re
 import secrets
-from typing import Any, Literal, Mapping, TypeVar
+from typing import Any, Iterable, Literal, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -329,11 +329,21 @@ def pick_seed(seed: int | None) -> int:
     return int(seed) if seed is not None else secrets.randbelow(MAX_SEED + 1)
 
 
-def request_fields(parsed_json: dict[str, Any] | None, form: Mapping[str, Any]) -> dict[str, Any]:
+def request_fields(parsed_json: dict[str, Any] | None, form: Mapping[str, Any],
+                   sent: Iterable[str] | None = None, file_fields: Iterable[str] = ()) -> dict[str, Any]:
     """The request's fields: the JSON body as parsed by the route-shape middleware, else the multipart form
-    fields (given one by one, or all in a ``request`` field holding a JSON object; single fields win)."""
+    fields (given one by one, or all in a ``request`` field holding a JSON object; single fields win).
+
+    ``sent``: the names of the multipart parts as they arrived; a part that is neither a field of ``form``, a
+    file field nor ``request`` is refused (422 naming it) rather than silently dropped.
+    """
     if parsed_json is not None:
         return parsed_json
+    known = {*form, *file_fields, "request"}
+    unknown = sorted(set(sent or ()) - known)
+    if unknown:
+        raise ApiError(422, "invalid_field", f"unknown field '{unknown[0]}': this route takes "
+                       f"{', '.join(sorted(known))}", unknown[0])
     single = {k: v for k, v in form.items() if v is not None and k != "request"}
     request = form.get("request")
     return {**(request if isinstance(request, dict) else parse_json(str(request or ""))), **single}
