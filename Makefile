@@ -29,12 +29,14 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 
 setup: $(STAMP)  ## create .venv and install the project with the dev extras
 
-# Debian packages some tests use: PostgreSQL (an MLflow server on a real PostgreSQL backend). Installed only
-# when running as root with apt-get, and said so; elsewhere, or if the install fails, those tests skip and say why.
-SYSTEM_PACKAGES := postgresql
-system-deps:  ## install the Debian packages the tests use (root + apt only)
+# Debian packages some tests use: PostgreSQL (an MLflow server on a real PostgreSQL backend) and Chromium (the web
+# page driven in a real headless browser). Installed only when running as root with apt-get, and said so; elsewhere,
+# or if the install fails, those tests skip and say why.
+system-deps:  ## install the Debian packages the tests use (root + apt only): postgresql, chromium
 	@missing=""; \
 	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	missing="$${missing# }"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "make: installing Debian packages: $$missing"; \

@@ -1,38 +1,29 @@
-"""The Fit-AD ad service: a thin BentoML 1.4 door over ``fitad.serve.AdServiceCore`` (mapping only, no logic).
-
-JSON routes (``/txt2img``, ``/copy``, ``/loras``, ``/quota``, ``/admin/reload``, ``/jobs/...``) take a JSON object;
-ad routes take ``multipart/form-data`` (``image`` [+ ``product_image``, ``logo``] files, fields as form values or
-one ``request`` JSON field). Images come back as PNG with the metadata JSON in ``X-Fitad-Meta``; every refusal is
-``{"error": {"code", "message", "field", "request_id"}}`` with its status. Settings: params.yaml (``$FITAD_PARAMS``).
-"""
-from __future__ import annotations
-
+"""The Fit-AD ad service: a thin BentoML 1.4 door over ``fitad.serve.AdServiceCore`` (request/response mapping only);
+the shop owner's page at ``/``. Routes, formats and errors: README "The ad service". Settings: ``$FITAD_PARAMS``."""
 import typing as t
 from pathlib import Path
 
 import bentoml
 from _bentoml_impl import serde as _serde
 
-from fitad.ads.config import AdConfig
 from fitad.config import load_section
-from fitad.generate.config import RenderConfig
 from fitad.serve.auth import KeyStore, require
 from fitad.serve.config import ServeConfig
 from fitad.serve.core import AdServiceCore
-from fitad.serve.http import respond
+from fitad.serve.http import peer, respond
 from fitad.serve.middleware import BodyLimitMiddleware, RouteShapeMiddleware
 from fitad.serve.quota import QuotaStore
 from fitad.serve.openapi import documented, publish_required
-from fitad.serve.requests import AdRequest, CopyRequest, Txt2ImgRequest, request_fields, validate
+from fitad.serve.requests import (JOB_HEADER, AdRequest, CopyRequest, Txt2ImgRequest, job_id_header, request_fields,
+                                  validate)
 from fitad.serve.uploads import decode_upload_image, text_field_as_file
+from fitad.serve.webapp import web_app
 
 SERVE = load_section(ServeConfig)
 JSON_ROUTES = ("/txt2img", "/copy", "/loras", "/quota", "/admin/reload", "/jobs/txt2img", "/jobs/progress")
 FORM_ROUTES = ("/ad/product", "/ad/person", "/ad/advanced", "/ad/compose")
 FILES = ("image", "product_image", "logo")
 _doc = lambda model, files=(): documented(model, SERVE, files, bentoml.Context)  # noqa: E731  (OpenAPI input)
-
-
 _serde.MultipartSerde.ensure_file = staticmethod(text_field_as_file)  # never fetch a URL sent as a file
 
 
@@ -43,10 +34,11 @@ def _ad_route(mode: str) -> t.Any:
     return bentoml.api(route=f"/ad/{mode}")(_doc(AdRequest, FILES)(route))
 
 
+@bentoml.asgi_app(web_app(SERVE), path="/")  # the shop owner's page (fitad/serve/web) at /
 @bentoml.service(traffic={"timeout": 300, "max_concurrency": 64}, threads=16)
 class AdService:
     def __init__(self) -> None:
-        self.core = AdServiceCore(SERVE, load_section(RenderConfig), load_section(AdConfig))
+        self.core = AdServiceCore.from_params(SERVE)
         self.keys = KeyStore.from_config(SERVE)
         self.quota = QuotaStore(SERVE.quota_path(), SERVE.free_daily_images, SERVE.timezone_offset_hours)
         self.core.start_background(preload=("txt2img", "inpaint"))  # never raises: /readyz says 503 until ready
@@ -62,13 +54,16 @@ class AdService:
         self.core.stop()
 
     def _who(self, ctx: bentoml.Context, tier: str = "free") -> t.Any:
-        client = ctx.request.client.host if ctx.request.client else "unknown"
-        return require(self.keys.authenticate(ctx.request.headers.get("authorization"), client), tier)
+        return require(self.keys.authenticate(ctx.request.headers.get("authorization"), peer(ctx.request)), tier)
 
     def _req(self, ctx: bentoml.Context, model: type, form: dict | None = None) -> t.Any:
         state = ctx.request.state
         fields = request_fields(getattr(state, "json", None), form or {}, getattr(state, "form_fields", None), FILES)
         return validate(model, fields, SERVE)
+
+    def _render(self, ctx: bentoml.Context, who: t.Any, call: t.Callable, *args: t.Any) -> t.Any:
+        job = job_id_header(ctx.request.headers.get(JOB_HEADER))  # a caller (the page) polls /jobs/progress with it
+        return self.quota.charged(who, lambda: self.core.follow(job, call, *args, who))
 
     def _ad(self, mode: str, ctx: bentoml.Context, given: dict) -> t.Any:
         files = {k: given.pop(k, None) for k in FILES}
@@ -76,7 +71,7 @@ class AdService:
         def go():
             who, req = self._who(ctx), self._req(ctx, AdRequest, given)
             images = {k: decode_upload_image(Path(v).read_bytes(), None, k, SERVE) for k, v in files.items() if v}
-            return self.quota.charged(who, lambda: self.core.ad(mode, req, images, who))
+            return self._render(ctx, who, self.core.ad, mode, req, images)
         return respond(ctx, go)
 
     ad_product, ad_person, ad_advanced, ad_compose = map(_ad_route, ("product", "person", "advanced", "compose"))
@@ -84,10 +79,8 @@ class AdService:
     @bentoml.api(route="/txt2img")
     @_doc(Txt2ImgRequest)
     def txt2img(self, ctx: bentoml.Context, **_: t.Any):
-        def go():
-            who, req = self._who(ctx), self._req(ctx, Txt2ImgRequest)
-            return self.quota.charged(who, lambda: self.core.txt2img(req, who))
-        return respond(ctx, go)
+        return respond(ctx, lambda: self._render(ctx, self._who(ctx), self.core.txt2img,
+                                                 self._req(ctx, Txt2ImgRequest)))
 
     @bentoml.api(route="/copy")
     @_doc(CopyRequest)
@@ -117,8 +110,7 @@ class AdService:
 
     @bentoml.api(route="/jobs/progress")
     async def job_progress(self, ctx: bentoml.Context, task_id: t.Any = None):
-        return respond(ctx, lambda: self._who(ctx) and self.core.jobs.get(str(ctx.request.state.json.get(
-            "task_id", ""))))
+        return respond(ctx, lambda: self._who(ctx) and self.core.jobs.get(str(ctx.request.state.json.get("task_id"))))
 
 
 AdService.add_asgi_middleware(BodyLimitMiddleware, max_body_bytes=SERVE.max_body_bytes)

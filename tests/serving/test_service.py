@@ -199,3 +199,30 @@ def test_task_submit_progress_result(url):
     assert decoded(result).size == (128, 128)
     missing = httpx.post(f"{url}/jobs/progress", json={"task_id": "nope"}, headers=auth("pro"))
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+def test_a_synchronous_ad_reports_progress_under_the_callers_job_id(url):
+    """The page's flow: send the ad with ``X-Fitad-Job`` and poll ``/jobs/progress`` while it renders."""
+    import threading
+    import uuid
+
+    job = uuid.uuid4().hex
+    done: dict = {}
+
+    def render():
+        done["r"] = httpx.post(f"{url}/ad/product", timeout=120, headers={**auth("pro"), "X-Fitad-Job": job},
+                               **form({"format": "128x128", "seed": 5, "steps": 6}, image=png()))
+    thread = threading.Thread(target=render)
+    thread.start()
+    seen, deadline = [], time.monotonic() + 60
+    while thread.is_alive() or not seen or seen[-1]["state"] not in ("done", "failed"):
+        p = httpx.post(f"{url}/jobs/progress", json={"task_id": job}, headers=auth("pro"))
+        if p.status_code == 200:
+            seen.append(p.json())
+        assert time.monotonic() < deadline, seen[-3:]
+        time.sleep(0.02)
+    thread.join()
+    assert done["r"].status_code == 200 and meta(done["r"])["seed"] == 5
+    assert seen[-1]["state"] == "done" and seen[-1]["step"] == seen[-1]["total"] >= 1
+    bad = httpx.post(f"{url}/txt2img", json={"prompt": "x"}, headers={**auth("pro"), "X-Fitad-Job": "../x"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "X-Fitad-Job"

@@ -148,6 +148,15 @@ class AdServiceCore:
         self._watcher: AliasWatcher | None = None
         self.start_seconds: dict[str, float] = {}
 
+    @classmethod
+    def from_params(cls, serve: Any, **kwargs: Any) -> "AdServiceCore":
+        """With the ``generate`` and ``ads`` sections of params.yaml (``$FITAD_PARAMS``) beside ``serve``."""
+        from fitad.ads.config import AdConfig
+        from fitad.config import load_section
+        from fitad.generate.config import RenderConfig
+
+        return cls(serve, load_section(RenderConfig), load_section(AdConfig), **kwargs)
+
     # ------------------------------------------------------------ lifecycle
     def start_background(self, preload: tuple[str, ...] = ("txt2img",)) -> threading.Thread:
         """:meth:`start` on a thread, for servers whose worker start must not raise: a failure is logged and
@@ -381,6 +390,13 @@ class AdServiceCore:
             except ApiError:   # the job was forgotten (TTL, board full): the render goes on
                 pass
         return report
+
+    def follow(self, job_id: str | None, call: Callable[..., ServeResult], *args: Any, **kwargs: Any) -> ServeResult:
+        """``call(*args, **kwargs)``; with a ``job_id`` (a caller's ``X-Fitad-Job``) as a new job of that id whose
+        progress ``/jobs/progress`` reports while the request runs."""
+        if job_id is None:
+            return call(*args, **kwargs)
+        return self.run_job(self.jobs.create(job_id=job_id), call, *args, **kwargs)
 
     def run_job(self, job_id: str, call: Callable[..., ServeResult], *args: Any, **kwargs: Any) -> ServeResult:
         """``call(*args, progress=..., **kwargs)`` (e.g. ``core.txt2img``) with job ``job_id`` following it."""

@@ -30,3 +30,9 @@ def respond(ctx: Any, call: Callable[[], Any]) -> Any:
     status, headers, body, media = reply_parts(call)
     ctx.response.status_code = status
     return Response(body, status_code=status, media_type=media, headers=headers)
+
+
+def peer(request: Any) -> str:
+    """The client address of a Starlette-style request (``request.client.host``), ``unknown`` without one."""
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None) or "unknown"

@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from fitad.serve.errors import ApiError, from_validation_error
 
-__all__ = ["AdRequest", "CopyRequest", "LORA_REF", "MAX_SEED", "Txt2ImgRequest", "field_schemas", "parse_json",
-           "pick_seed", "validate"]
+__all__ = ["AdRequest", "CopyRequest", "JOB_HEADER", "LORA_REF", "MAX_SEED", "Txt2ImgRequest", "field_schemas",
+           "job_id_header", "parse_json", "pick_seed", "validate"]
 
 MAX_SEED = 2**32 - 1
 # A registry reference: NAME, NAME@alias or NAME/version. No '/', '\\', ':' or '..' beyond that: never a path.
@@ -322,6 +322,21 @@ def field_schemas(model_cls: type[BaseModel], config: Any = None) -> dict[str, d
             merged.update(minLength=1, pattern=r"\S")  # not empty, not only spaces
         out[name] = merged
     return out
+
+
+JOB_HEADER = "X-Fitad-Job"
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+def job_id_header(value: str | None) -> str | None:
+    """The job id a caller chose for a synchronous render (``X-Fitad-Job``), so it can poll ``/jobs/progress``
+    while the request runs; None when absent. 422 unless 8..64 letters, digits, ``_`` or ``-``."""
+    if value is None or not value.strip():
+        return None
+    if not _JOB_ID.match(value.strip()):
+        raise ApiError(422, "invalid_field", f"header {JOB_HEADER} must be 8 to 64 letters, digits, '_' or '-'",
+                       JOB_HEADER)
+    return value.strip()
 
 
 def pick_seed(seed: int | None) -> int:
