@@ -398,7 +398,7 @@ def test_a_job_reports_progress_up_to_total(make_core):
 
     result = core.txt2img(txt(steps=2), PRO, progress=watch)
     core.jobs.finish(job, result.metadata)
-    assert seen == [("running", 1, 2), ("running", 2, 2)]
+    assert seen == [("running", 0, 2), ("running", 1, 2), ("running", 2, 2)]  # running from admission
     done = core.jobs.get(job)
     assert (done["state"], done["step"], done["total"], done["stage"]) == ("done", 2, 2, "txt2img")
     assert done["result"]["seed"] == 3 and done["elapsed_s"] >= 0

@@ -80,10 +80,10 @@ class Server:
 
 
 def build_world(root: Path, models_root: "os.PathLike | None" = None, serve: dict | None = None,
-                generate: dict | None = None) -> SimpleNamespace:
+                generate: dict | None = None, ads: dict | None = None) -> SimpleNamespace:
     """Registry, FITAD_HOME with tiny models, params.yaml and key file under ``root``; the server environment.
 
-    ``serve`` / ``generate`` update params.yaml's sections after the test defaults. Importable outside pytest
+    ``serve`` / ``generate`` / ``ads`` update params.yaml's sections after the test defaults. Importable outside pytest
     (``benchmarks/serve.py`` uses it); ``models_root`` is where ``fitad.zoo.ensure_tiny`` caches the tiny models.
     """
     from fitad import zoo
@@ -121,6 +121,7 @@ def build_world(root: Path, models_root: "os.PathLike | None" = None, serve: dic
     params["generate"].update(base_model="tiny-sd15", inpaint_model=None, controlnet_model=None, steps=2)
     params["generate"].update(generate or {})
     params["ads"].update(steps=2)
+    params["ads"].update(ads or {})
     params["serve"].update(model_name=MODEL, poll_s=1.0, quota_db=str(root / "quota.sqlite3"),
                            api_keys_file=str(keys), free_max_side=256, max_body_bytes=2_000_000,
                            max_queue=2)

@@ -41,8 +41,9 @@ def browser():
 
 @pytest.fixture(scope="session")
 def web_service(tmp_path_factory, tiny_models_root):
-    """A service of its own (its own free-tier quota), API keys on, steps small so renders are quick."""
-    world = build_world(tmp_path_factory.mktemp("web"), tiny_models_root, serve={"max_queue": 4})
+    """A service of its own (its own free-tier quota), API keys on; ads take 8 steps (a few seconds on tiny models)
+    so the progress bar has steps to show."""
+    world = build_world(tmp_path_factory.mktemp("web"), tiny_models_root, serve={"max_queue": 4}, ads={"steps": 8})
     server = Server(world.env, world.root / "serve.log").wait_ready()
     yield server
     server.stop()
@@ -75,7 +76,7 @@ def page_at(browser, web_service):
         page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
         page.on("console", lambda msg: msg.type == "error" and problems.append(f"console: {msg.text}"))
         page.goto(web_service.url + "/")
-        page.wait_for_function("document.body.dataset.state !== undefined && "
+        page.wait_for_function("() => document.body.dataset.state !== undefined && "
                                "document.querySelectorAll('input[name=format]').length > 0")
         if lang != "ko":
             page.click("#lang-toggle")

@@ -42,7 +42,8 @@ def serve_command(host: str, port: int, params_path: str | None) -> None:
     env.setdefault("BENTOML_DO_NOT_TRACK", "true")
     env.setdefault("HF_HUB_OFFLINE", "1")
     cmd = [*_bentoml_command(), "serve", "serving.service:AdService", "--host", host, "--port", str(port)]
-    click.echo(f"fitad serve: http://{host}:{port} (ready when /readyz says 200; Ctrl-C stops it)")
+    click.echo(f"fitad serve: http://{host}:{port}/ (the ad maker page; API routes beside it, ready when /readyz "
+               "says 200; Ctrl-C stops it)")
     proc = subprocess.Popen(cmd, cwd=root, env=env)
 
     def forward(signum, _frame):

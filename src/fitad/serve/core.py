@@ -358,7 +358,11 @@ class AdServiceCore:
             raise ApiError(503, "not_ready", f"the service is not ready: {self._reason}",
                            headers={"Retry-After": str(self.serve.retry_after_s)})
         with self.gate.admit() if renders else contextlib.nullcontext():
-            lora = self._lora_for(req.lora) if renders else None
+            lora = self._lora_for(req.lora) if renders else None  # pinned at admission
+            if progress is not None and renders:  # admitted: running from here (segmenting comes before steps)
+                from fitad.generate.renderer import Progress
+
+                progress(Progress("prepare", 0, int(config.steps), 0.0))
             try:
                 result = make_ad(mode, config, self.renderer if renders else None,
                                  image=_image_input(images.get("image")),

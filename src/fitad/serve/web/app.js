@@ -4,99 +4,47 @@
 // ---------------------------------------------------------------- strings (all UI text lives here)
 const STRINGS = {
   ko: {
-    title: "Fit-AD 광고 만들기",
-    tagline: "휴대폰 사진 한 장으로 인스타그램에 바로 올릴 광고를 만들어 보세요.",
-    skip: "바로 만들기로 가기",
-    langToggle: "English",
-    apiKeyLabel: "API 키",
-    apiKeyPh: "키가 있으면 붙여 넣으세요",
-    apiKeyHelp: "키는 이 기기에만 저장돼요.",
-    saveKey: "저장",
-    clearKey: "지우기",
-    keySaved: "키를 저장했어요.",
-    keyCleared: "키를 지웠어요.",
-    quotaLoading: "남은 광고 수를 확인하는 중…",
-    quotaFree: (left, total) => `오늘 남은 무료 광고: ${left}/${total}장`,
-    quotaPaid: (tier) => `${tier} 요금제: 워터마크 없이 원본 크기`,
-    quotaNeedKey: "API 키를 입력해 주세요.",
-    quotaBadKey: "API 키를 입력해 주세요. 저장된 키가 맞지 않아요.",
-    quotaFailed: "남은 광고 수를 확인하지 못했어요.",
-    watermarkNotice: (side) => `무료 이용 시 워터마크가 들어가고 크기가 최대 ${side}px로 줄어요.`,
-    stepMode: "무엇을 만들까요?",
-    modePerson: "인물 모드", modePersonDesc: "내 사진으로 광고 — 얼굴은 그대로",
-    modeProduct: "제품 모드", modeProductDesc: "제품 사진으로 광고 — 제품은 그대로",
-    modeAdvanced: "고급 모드", modeAdvancedDesc: "인물 + 제품",
+    title: "Fit-AD 광고 만들기", tagline: "휴대폰 사진 한 장으로 인스타그램에 바로 올릴 광고를 만들어 보세요.", skip: "바로 만들기로 가기",
+    langToggle: "English", apiKeyLabel: "API 키", apiKeyPh: "키가 있으면 붙여 넣으세요", apiKeyHelp: "키는 이 기기에만 저장돼요.",
+    saveKey: "저장", clearKey: "지우기", keySaved: "키를 저장했어요.", keyCleared: "키를 지웠어요.", quotaLoading: "남은 광고 수를 확인하는 중…",
+    quotaFree: (left, total) => `오늘 남은 무료 광고: ${left}/${total}장`, quotaPaid: (tier) => `${tier} 요금제: 워터마크 없이 원본 크기`,
+    quotaNeedKey: "API 키를 입력해 주세요.", quotaBadKey: "API 키를 입력해 주세요. 저장된 키가 맞지 않아요.",
+    quotaFailed: "남은 광고 수를 확인하지 못했어요.", watermarkNotice: (side) => `무료 이용 시 워터마크가 들어가고 크기가 최대 ${side}px로 줄어요.`,
+    stepMode: "무엇을 만들까요?", modePerson: "인물 모드", modePersonDesc: "내 사진으로 광고 — 얼굴은 그대로",
+    modeProduct: "제품 모드", modeProductDesc: "제품 사진으로 광고 — 제품은 그대로", modeAdvanced: "고급 모드", modeAdvancedDesc: "인물 + 제품",
     modeTxt2img: "텍스트로 만들기", modeTxt2imgDesc: "사진 없이 설명으로",
-    modeCompose: "문구만 넣기", modeComposeDesc: "내 사진에 문구만 올리기",
-    stepPhoto: "사진 올리기",
-    photoTitle_person: "인물 사진", photoTitle_product: "제품 사진", photoTitle_advanced: "인물 사진",
-    photoTitle_compose: "내 사진",
-    productPhotoTitle: "제품 사진",
-    dropText: "눌러서 사진 고르기",
-    dropTextChange: "다른 사진으로 바꾸려면 누르세요",
-    dropHint: (mb) => `JPG·PNG, 최대 ${mb} MB · 여기에 끌어다 놓아도 돼요`,
-    previewAlt: "선택한 사진 미리보기",
-    stepShop: "가게 정보",
-    industryLabel: "업종",
-    shopNameLabel: "가게 이름",
-    shopNamePh: "예: 달빛 커피",
-    stepFormat: "광고 크기",
+    modeCompose: "문구만 넣기", modeComposeDesc: "내 사진에 문구만 올리기", stepPhoto: "사진 올리기",
+    photoTitle_person: "인물 사진", photoTitle_product: "제품 사진", photoTitle_advanced: "인물 사진", photoTitle_compose: "내 사진",
+    productPhotoTitle: "제품 사진", dropText: "눌러서 사진 고르기", dropTextChange: "다른 사진으로 바꾸려면 누르세요",
+    dropHint: (mb) => `JPG·PNG, 최대 ${mb} MB · 여기에 끌어다 놓아도 돼요`, previewAlt: "선택한 사진 미리보기", stepShop: "가게 정보",
+    industryLabel: "업종", shopNameLabel: "가게 이름", shopNamePh: "예: 달빛 커피", stepFormat: "광고 크기",
     fmt_instagram_square: "1:1 인스타 피드", fmt_instagram_portrait: "4:5 인스타 세로",
-    fmt_instagram_story: "9:16 스토리·릴스", fmt_facebook_link: "페이스북", fmt_kakao_square: "카카오",
-    stepText: "광고 문구",
-    headlineLabel: "헤드라인",
-    headlinePh: "예: 가을 신메뉴 출시!",
-    subcopyLabel: "보조 문구",
-    subcopyPh: "예: 이번 주 아메리카노 20% 할인",
-    txt2imgNote: "텍스트로 만들기는 그림에 문구를 넣지 않아요. 문구는 아래 인스타그램 글에 쓰여요.",
-    promptOptional: "추가 설명 (선택)",
-    promptRequired: "설명 (꼭 적어 주세요)",
-    promptPh: "예: 햇살 드는 창가의 라떼와 크루아상",
-    promptHelp: "어떤 분위기의 그림을 원하는지 적어 주세요.",
-    moreSettings: "더 보기",
-    seedLabel: "시드 (선택)",
-    seedHelp: "같은 시드와 같은 입력이면 같은 그림이 나와요. 비워 두면 매번 새로 골라요.",
-    generate: "광고 만들기",
-    reasonLoading: "준비하는 중이에요…",
-    reasonRendering: "광고를 만드는 중이에요. 잠시만 기다려 주세요.",
-    reasonPhoto: (what) => `${what}을 올려 주세요.`,
-    reasonPhotos: "인물 사진과 제품 사진을 모두 올려 주세요.",
-    reasonPrompt: "설명을 적어 주세요.",
-    progressLabel: "진행 상황",
-    progWaiting: "준비하는 중…",
-    progQueued: "차례를 기다리는 중…",
-    progStep: (i, n) => `그리는 중… ${i}/${n} 단계`,
-    progFinishing: "마무리하는 중…",
-    resultTitle: "완성된 광고",
-    resultAlt: (h) => `만든 광고 이미지: ${h}`,
-    download: "이미지 저장하기",
-    metaLine: (seed, lora) => `시드: ${seed} · LoRA: ${lora}`,
-    noLora: "기본 모델",
+    fmt_instagram_story: "9:16 스토리·릴스", fmt_facebook_link: "페이스북", fmt_kakao_square: "카카오", stepText: "광고 문구",
+    headlineLabel: "헤드라인", headlinePh: "예: 가을 신메뉴 출시!", subcopyLabel: "보조 문구", subcopyPh: "예: 이번 주 아메리카노 20% 할인",
+    promptHelpTxt: "사진 없이 이 설명만으로 그림을 그려요. 무엇을 어떤 분위기로 그릴지 적어 주세요.", promptOptional: "추가 설명 (선택)",
+    promptRequired: "설명 (꼭 적어 주세요)", promptPh: "예: 햇살 드는 창가의 라떼와 크루아상", promptHelp: "어떤 분위기의 그림을 원하는지 적어 주세요.",
+    moreSettings: "더 보기", seedLabel: "시드 (선택)", seedHelp: "같은 시드와 같은 입력이면 같은 그림이 나와요. 비워 두면 매번 새로 골라요.",
+    generate: "광고 만들기", reasonLoading: "준비하는 중이에요…", reasonRendering: "광고를 만드는 중이에요. 잠시만 기다려 주세요.",
+    reasonPhoto_person: "인물 사진을 올려 주세요.", reasonPhoto_advanced: "인물 사진을 올려 주세요.",
+    reasonPhoto_product: "제품 사진을 올려 주세요.", reasonPhoto_compose: "사진을 올려 주세요.",
+    reasonPhotos: "인물 사진과 제품 사진을 모두 올려 주세요.", reasonPrompt: "설명을 적어 주세요.",
+    progressLabel: "진행 상황", progWaiting: "준비하는 중…", progQueued: "차례를 기다리는 중…",
+    progStep: (i, n) => `그리는 중… ${i}/${n} 단계`, progFinishing: "마무리하는 중…", resultTitle: "완성된 광고",
+    resultAlt: (h) => `만든 광고 이미지: ${h}`, resultAltEmpty: "만든 광고 이미지", download: "이미지 저장하기",
+    metaLine: (seed, lora) => `시드: ${seed} · LoRA: ${lora}`, noLora: "기본 모델",
     resultWatermark: (side) => `무료 이용이라 워터마크가 들어가고 크기가 최대 ${side}px로 줄었어요. API 키가 있으면 원본 크기로 받을 수 있어요.`,
-    again: "다른 시드로 다시 만들기",
-    captionTitle: "인스타그램 글",
-    hashtagsTitle: "해시태그",
-    copy: "복사하기",
-    copied: "복사했어요",
-    copyFailed: "복사하지 못했어요. 글을 길게 눌러 직접 복사해 주세요.",
-    copyLoading: "글을 쓰는 중…",
-    copyUnavailable: "추천 글을 불러오지 못했어요.",
+    again: "다른 시드로 다시 만들기", captionTitle: "인스타그램 글", hashtagsTitle: "해시태그", copy: "복사하기", copied: "복사했어요",
+    copyFailed: "복사하지 못했어요. 글을 길게 눌러 직접 복사해 주세요.", copyLoading: "글을 쓰는 중…", copyUnavailable: "추천 글을 불러오지 못했어요.",
     footer: "Fit-AD · 작은 가게를 위한 광고 만들기",
     errQuota: (n) => `오늘 무료로 만들 수 있는 광고 ${n}장을 모두 사용했어요. 내일 다시 오시거나 API 키를 입력해 주세요.`,
     errBusy: (s) => `지금 요청이 많아요. ${s ? s + "초" : "몇 초"} 뒤에 다시 눌러 주세요.`,
-    errUnauthorized: "API 키가 필요하거나 맞지 않아요. 위의 API 키 칸을 확인해 주세요.",
-    errForbidden: "이 키로는 이 기능을 쓸 수 없어요.",
-    errImage: "사진을 읽을 수 없어요. JPG나 PNG 사진을 써 주세요.",
-    errTooLarge: (mb) => `사진이 너무 커요 (최대 ${mb} MB).`,
-    errField: (name) => `입력한 내용을 확인해 주세요: ${name}`,
-    errNoProduct: "사진에서 제품을 찾지 못했어요. 배경과 제품이 잘 구분되는 사진을 써 주세요.",
-    errNoFace: "사진에서 얼굴을 찾지 못했어요. 얼굴이 잘 보이는 사진을 써 주세요.",
-    errNotReady: "서비스를 준비하는 중이에요. 1분 뒤에 다시 해 주세요.",
-    errNotFound: "요청한 것을 찾지 못했어요. 페이지를 새로 고침해 주세요.",
-    errRequest: "요청을 보내는 중에 문제가 생겼어요. 다시 해 주세요.",
+    errUnauthorized: "API 키가 필요하거나 맞지 않아요. 위의 API 키 칸을 확인해 주세요.", errForbidden: "이 키로는 이 기능을 쓸 수 없어요.",
+    errImage: "사진을 읽을 수 없어요. JPG나 PNG 사진을 써 주세요.", errTooLarge: (mb) => `사진이 너무 커요 (최대 ${mb} MB).`,
+    errField: (name) => `입력한 내용을 확인해 주세요: ${name}`, errNoProduct: "사진에서 제품을 찾지 못했어요. 배경과 제품이 잘 구분되는 사진을 써 주세요.",
+    errNoFace: "사진에서 얼굴을 찾지 못했어요. 얼굴이 잘 보이는 사진을 써 주세요.", errNotReady: "서비스를 준비하는 중이에요. 1분 뒤에 다시 해 주세요.",
+    errNotFound: "요청한 것을 찾지 못했어요. 페이지를 새로 고침해 주세요.", errRequest: "요청을 보내는 중에 문제가 생겼어요. 다시 해 주세요.",
     errNetwork: "서버에 연결할 수 없어요. 인터넷 연결을 확인하고 다시 해 주세요.",
-    errUnknown: (rid) => `알 수 없는 문제가 생겼어요.${rid ? ` (요청 번호: ${rid})` : ""}`,
-    errType: "JPG나 PNG 사진만 올릴 수 있어요.",
+    errUnknown: (rid) => `알 수 없는 문제가 생겼어요.${rid ? ` (요청 번호: ${rid})` : ""}`, errType: "JPG나 PNG 사진만 올릴 수 있어요.",
     errSmall: (px) => `사진이 너무 작아요. 가로와 세로가 ${px}픽셀 이상인 사진을 써 주세요.`,
     errPixels: (mp) => `사진 해상도가 너무 높아요 (최대 ${mp * 100}만 화소). 조금 줄여서 올려 주세요.`,
     errOptions: "페이지를 준비하지 못했어요. 잠시 뒤 새로 고침해 주세요.",
@@ -105,21 +53,13 @@ const STRINGS = {
     fieldOther: "입력 내용",
   },
   en: {
-    title: "Fit-AD ad maker",
-    tagline: "Turn one phone photo into an ad that is ready for Instagram.",
-    skip: "Skip to the ad maker",
-    langToggle: "한국어",
-    apiKeyLabel: "API key",
-    apiKeyPh: "Paste your key if you have one",
-    apiKeyHelp: "The key is kept on this device only.",
-    saveKey: "Save",
-    clearKey: "Clear",
-    keySaved: "Key saved.",
-    keyCleared: "Key cleared.",
+    title: "Fit-AD ad maker", tagline: "Turn one phone photo into an ad that is ready for Instagram.",
+    skip: "Skip to the ad maker", langToggle: "한국어", apiKeyLabel: "API key",
+    apiKeyPh: "Paste your key if you have one", apiKeyHelp: "The key is kept on this device only.", saveKey: "Save",
+    clearKey: "Clear", keySaved: "Key saved.", keyCleared: "Key cleared.",
     quotaLoading: "Checking how many ads are left…",
     quotaFree: (left, total) => `Free ads left today: ${left} of ${total}`,
-    quotaPaid: (tier) => `${tier} plan: no watermark, full size`,
-    quotaNeedKey: "Please enter your API key.",
+    quotaPaid: (tier) => `${tier} plan: no watermark, full size`, quotaNeedKey: "Please enter your API key.",
     quotaBadKey: "Please enter your API key. The saved key is not right.",
     quotaFailed: "Could not check how many ads are left.",
     watermarkNotice: (side) => `Free ads carry a watermark and are made at most ${side}px.`,
@@ -128,60 +68,35 @@ const STRINGS = {
     modeProduct: "Product", modeProductDesc: "An ad from a product photo — the product stays the same",
     modeAdvanced: "Advanced", modeAdvancedDesc: "Person + product",
     modeTxt2img: "From text", modeTxt2imgDesc: "No photo, just a description",
-    modeCompose: "Words only", modeComposeDesc: "Put your words on your own photo",
-    stepPhoto: "Add photos",
+    modeCompose: "Words only", modeComposeDesc: "Put your words on your own photo", stepPhoto: "Add photos",
     photoTitle_person: "Photo of the person", photoTitle_product: "Product photo",
-    photoTitle_advanced: "Photo of the person", photoTitle_compose: "Your photo",
-    productPhotoTitle: "Product photo",
-    dropText: "Tap to choose a photo",
-    dropTextChange: "Tap to choose another photo",
+    photoTitle_advanced: "Photo of the person", photoTitle_compose: "Your photo", productPhotoTitle: "Product photo",
+    dropText: "Tap to choose a photo", dropTextChange: "Tap to choose another photo",
     dropHint: (mb) => `JPG or PNG, up to ${mb} MB · you can also drop it here`,
-    previewAlt: "Preview of the chosen photo",
-    stepShop: "Your shop",
-    industryLabel: "Business type",
-    shopNameLabel: "Shop name",
-    shopNamePh: "e.g. Moonlight Coffee",
-    stepFormat: "Ad size",
+    previewAlt: "Preview of the chosen photo", stepShop: "Your shop", industryLabel: "Business type",
+    shopNameLabel: "Shop name", shopNamePh: "e.g. Moonlight Coffee", stepFormat: "Ad size",
     fmt_instagram_square: "1:1 Instagram feed", fmt_instagram_portrait: "4:5 Instagram portrait",
     fmt_instagram_story: "9:16 Story / Reels", fmt_facebook_link: "Facebook", fmt_kakao_square: "Kakao",
-    stepText: "Words on the ad",
-    headlineLabel: "Headline",
-    headlinePh: "e.g. New autumn menu!",
-    subcopyLabel: "Sub-copy",
-    subcopyPh: "e.g. 20% off americano this week",
-    txt2imgNote: "“From text” does not put words on the picture; they are used for the Instagram post below.",
-    promptOptional: "Extra description (optional)",
-    promptRequired: "Description (required)",
+    stepText: "Words on the ad", headlineLabel: "Headline", headlinePh: "e.g. New autumn menu!",
+    subcopyLabel: "Sub-copy", subcopyPh: "e.g. 20% off americano this week",
+    promptHelpTxt: "No photo needed: the picture is drawn from this description. Say what to show and the mood.",
+    promptOptional: "Extra description (optional)", promptRequired: "Description (required)",
     promptPh: "e.g. a latte and a croissant by a sunny window",
-    promptHelp: "Describe the picture and the mood you want.",
-    moreSettings: "More settings",
+    promptHelp: "Describe the picture and the mood you want.", moreSettings: "More settings",
     seedLabel: "Seed (optional)",
     seedHelp: "The same seed and inputs give the same picture. Leave it empty for a new one each time.",
-    generate: "Make my ad",
-    reasonLoading: "Getting ready…",
-    reasonRendering: "Making your ad. Please wait a moment.",
-    reasonPhoto: (what) => `Please add the ${what.toLowerCase()}.`,
+    generate: "Make my ad", reasonLoading: "Getting ready…", reasonRendering: "Making your ad. Please wait a moment.",
+    reasonPhoto_person: "Please add a photo of the person.", reasonPhoto_advanced: "Please add a photo of the person.",
+    reasonPhoto_product: "Please add a product photo.", reasonPhoto_compose: "Please add your photo.",
     reasonPhotos: "Please add both the person photo and the product photo.",
-    reasonPrompt: "Please write a description.",
-    progressLabel: "Progress",
-    progWaiting: "Getting ready…",
-    progQueued: "Waiting for our turn…",
-    progStep: (i, n) => `Rendering… step ${i} of ${n}`,
-    progFinishing: "Finishing…",
-    resultTitle: "Your ad",
-    resultAlt: (h) => `The generated ad: ${h}`,
-    download: "Save the image",
-    metaLine: (seed, lora) => `Seed: ${seed} · LoRA: ${lora}`,
-    noLora: "base model",
+    reasonPrompt: "Please write a description.", progressLabel: "Progress", progWaiting: "Getting ready…",
+    progQueued: "Waiting for our turn…", progStep: (i, n) => `Rendering… step ${i} of ${n}`,
+    progFinishing: "Finishing…", resultTitle: "Your ad", resultAlt: (h) => `The generated ad: ${h}`, resultAltEmpty: "The generated ad",
+    download: "Save the image", metaLine: (seed, lora) => `Seed: ${seed} · LoRA: ${lora}`, noLora: "base model",
     resultWatermark: (side) => `Free ads carry a watermark and are made at most ${side}px. With an API key you get the full size.`,
-    again: "Again with another seed",
-    captionTitle: "Instagram post",
-    hashtagsTitle: "Hashtags",
-    copy: "Copy",
-    copied: "Copied",
-    copyFailed: "Could not copy. Please select the text and copy it yourself.",
-    copyLoading: "Writing your post…",
-    copyUnavailable: "Could not load a suggested post.",
+    again: "Again with another seed", captionTitle: "Instagram post", hashtagsTitle: "Hashtags", copy: "Copy",
+    copied: "Copied", copyFailed: "Could not copy. Please select the text and copy it yourself.",
+    copyLoading: "Writing your post…", copyUnavailable: "Could not load a suggested post.",
     footer: "Fit-AD · ads for small shops",
     errQuota: (n) => `You have used all ${n} free ads for today. Come back tomorrow or enter an API key.`,
     errBusy: (s) => `Lots of people are making ads right now. Please try again in ${s ? s + " seconds" : "a few seconds"}.`,
@@ -259,6 +174,8 @@ function applyLanguage() {
   $$("[data-i18n-alt]").forEach((el) => { el.alt = t(el.dataset.i18nAlt); });
   $$("[data-i18n-aria]").forEach((el) => el.setAttribute("aria-label", t(el.dataset.i18nAria)));
   const toggle = $("#lang-toggle");
+  toggle.textContent = t("langToggle");        // names the other language, in that language
+  $$(".copied, #key-status").forEach((el) => { el.textContent = ""; });   // short-lived notes, not re-worded
   toggle.lang = state.lang === "ko" ? "en" : "ko";
   if (state.options) {
     fillIndustries();
@@ -292,7 +209,7 @@ function buildFormats() {
     const label = document.createElement("label");
     label.className = "card";
     const input = document.createElement("input");
-    Object.assign(input, { type: "radio", name: "format", value: f.key, className: "vh" });
+    Object.assign(input, { type: "radio", name: "format", value: f.key, className: "card-input" });
     input.checked = f.key === "instagram_square";
     const body = document.createElement("span");
     body.className = "card-body";
@@ -461,7 +378,7 @@ async function acceptPhoto(slot, file) {
   const token = ++state.photoTokens[slot];
   dropPhoto(slot);
   updateForm();
-  if (!file) return;
+  if (!file || !state.options) return;
   const reject = (err) => {
     if (token !== state.photoTokens[slot]) return;
     $(SLOTS[slot].input).value = "";
@@ -527,9 +444,7 @@ function blockReason() {
   const m = mode();
   const missing = neededPhotos(m).filter((s) => !state.photos[s]);
   if (missing.length === 2) return t("reasonPhotos");
-  if (missing.length === 1) {
-    return t("reasonPhoto", missing[0] === "product" ? t("productPhotoTitle") : t(`photoTitle_${m}`));
-  }
+  if (missing.length === 1) return t(missing[0] === "product" ? "reasonPhoto_product" : `reasonPhoto_${m}`);
   if (m === "txt2img" && !$("#prompt").value.trim()) return t("reasonPrompt");
   return "";
 }
@@ -543,7 +458,7 @@ function updateForm() {
   for (const slot of Object.keys(SLOTS)) {
     $(`${SLOTS[slot].box} .drop-text`).textContent = t(state.photos[slot] ? "dropTextChange" : "dropText");
   }
-  $("#txt-note").hidden = m !== "txt2img";
+  $("#prompt-help").textContent = t(m === "txt2img" ? "promptHelpTxt" : "promptHelp");
   const prompt = $("#prompt");
   prompt.required = m === "txt2img";
   $("#prompt-label").textContent = t(m === "txt2img" ? "promptRequired" : "promptOptional");
@@ -721,14 +636,30 @@ function renderResult() {
   caption.classList.toggle("loading", !r.copy);
   tags.classList.toggle("loading", !r.copy);
   if (r.copy) {
-    caption.textContent = r.copy.caption || "";
-    tags.textContent = (r.copy.hashtags || []).join(" ");
+    fillWithTags(caption, r.copy.caption || "");
+    fillWithTags(tags, (r.copy.hashtags || []).join(" "));
   } else {
     caption.textContent = t(r.copyFailed ? "copyUnavailable" : "copyLoading");
     tags.textContent = "";
   }
   $("#copy-caption").disabled = !r.copy || !r.copy.caption;
   $("#copy-hashtags").disabled = !r.copy || !(r.copy.hashtags || []).length;
+}
+
+// Writes `text` into `el` with each #hashtag in a no-wrap span; textContent stays exactly `text`.
+function fillWithTags(el, text) {
+  el.textContent = "";
+  for (const part of text.split(/(#[^\s#]+)/)) {
+    if (!part) continue;
+    if (part.startsWith("#")) {
+      const span = document.createElement("span");
+      span.className = "tag";
+      span.textContent = part;
+      el.append(span);
+    } else {
+      el.append(part);
+    }
+  }
 }
 
 // Caption and hashtags for the shop (written in the language the ad was made in).
