@@ -35,16 +35,18 @@ setup: $(STAMP)  ## create .venv and install the project with the dev extras
 system-deps:  ## install the Debian packages the tests use (root + apt only): postgresql, chromium
 	@missing=""; \
 	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="postgresql"; \
-	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
-	missing="$${missing# }"; \
-	if [ -z "$$missing" ]; then exit 0; fi; \
+	{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } || missing="$$missing chromium"; \
+	if [ -z "$${missing# }" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "make: installing Debian packages: $$missing"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
-	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1; } || \
-	  echo "make: could not install $$missing; the tests that need it will skip"; \
-	else echo "make: not installing $$missing (needs root and apt-get); the tests that need it will skip"; fi
+	  export DEBIAN_FRONTEND=noninteractive; updated=""; \
+	  for pkg in $$missing; do \
+	    echo "make: installing Debian package: $$pkg"; \
+	    apt-get install -y -q --no-install-recommends $$pkg >/dev/null 2>&1 || \
+	    { [ -z "$$updated" ] && updated=1 && apt-get update -q >/dev/null 2>&1 && \
+	      apt-get install -y -q --no-install-recommends $$pkg >/dev/null 2>&1; } || \
+	    echo "make: could not install $$pkg; the tests that need it will skip"; \
+	  done; \
+	else echo "make: not installing$$missing (needs root and apt-get); the tests that need it will skip"; fi
 
 demo: setup  ## run the main job on the embedded defaults (offline, CPU)
 	$(VENV)/bin/fitad demo

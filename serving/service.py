@@ -14,7 +14,7 @@ from fitad.serve.http import peer, respond
 from fitad.serve.middleware import BodyLimitMiddleware, RouteShapeMiddleware
 from fitad.serve.quota import QuotaStore
 from fitad.serve.openapi import documented, publish_required
-from fitad.serve.requests import (JOB_HEADER, AdRequest, CopyRequest, Txt2ImgRequest, job_id_header, request_fields,
+from fitad.serve.requests import (JOB_HEADER, AdRequest, CopyRequest, Txt2ImgRequest, job_id_header, route_fields,
                                   validate)
 from fitad.serve.uploads import decode_upload_image, text_field_as_file
 from fitad.serve.webapp import web_app
@@ -57,13 +57,11 @@ class AdService:
         return require(self.keys.authenticate(ctx.request.headers.get("authorization"), peer(ctx.request)), tier)
 
     def _req(self, ctx: bentoml.Context, model: type, form: dict | None = None) -> t.Any:
-        state = ctx.request.state
-        fields = request_fields(getattr(state, "json", None), form or {}, getattr(state, "form_fields", None), FILES)
-        return validate(model, fields, SERVE)
+        return validate(model, route_fields(ctx.request.state, form or {}, FILES), SERVE)
 
     def _render(self, ctx: bentoml.Context, who: t.Any, call: t.Callable, *args: t.Any) -> t.Any:
         job = job_id_header(ctx.request.headers.get(JOB_HEADER))  # a caller (the page) polls /jobs/progress with it
-        return self.quota.charged(who, lambda: self.core.follow(job, call, *args, who))
+        return self.quota.charged(who, lambda: self.core.follow(job, who.job_owner, call, *args, who))
 
     def _ad(self, mode: str, ctx: bentoml.Context, given: dict) -> t.Any:
         files = {k: given.pop(k, None) for k in FILES}
@@ -104,16 +102,17 @@ class AdService:
     def txt2img_job(self, ctx: bentoml.Context, **fields: t.Any):
         def go():  # a task's request may come back without the parsed JSON: its fields then come from BentoML
             who, req = self._who(ctx), self._req(ctx, Txt2ImgRequest, fields)
-            job = self.core.jobs.create(job_id=getattr(ctx.request.state, "task_id", None))
+            job = self.core.jobs.create(job_id=getattr(ctx.request.state, "task_id", None), owner=who.job_owner)
             return self.quota.charged(who, lambda: self.core.run_job(job, self.core.txt2img, req, who))
         return respond(ctx, go)
 
     @bentoml.api(route="/jobs/progress")
     async def job_progress(self, ctx: bentoml.Context, task_id: t.Any = None):
-        return respond(ctx, lambda: self._who(ctx) and self.core.jobs.get(str(ctx.request.state.json.get("task_id"))))
+        return respond(ctx, lambda: self.core.jobs.get(str(ctx.request.state.json.get("task_id")),
+                                                   owner=self._who(ctx).job_owner))
 
 
 AdService.add_asgi_middleware(BodyLimitMiddleware, max_body_bytes=SERVE.max_body_bytes)
 AdService.add_asgi_middleware(RouteShapeMiddleware, json_routes=JSON_ROUTES, form_routes=FORM_ROUTES,
-                              get_ok=("/loras", "/quota"))
+                              get_ok=("/loras", "/quota"), file_fields=FILES)
 publish_required(AdService.apis.values())

@@ -434,3 +434,21 @@ def test_job_board_ttl_bound_and_unknown_ids():
     assert board.cleanup() == 2 and len(board) == 0
     with pytest.raises(ApiError):
         board.get("../../etc")
+
+
+def test_a_job_id_in_use_is_refused_and_an_owners_job_is_hidden_from_others():
+    board = JobBoard()
+    mine = board.create("a" * 32, owner="key:alice")
+    with pytest.raises(ApiError) as err:   # still running: nobody can take the id over
+        board.create(mine, owner="key:mallory")
+    assert err.value.status == 409
+    assert board.get(mine, owner="key:alice")["state"] == "queued"
+    for other in ("key:mallory", None):
+        with pytest.raises(ApiError) as err:
+            board.get(mine, owner=other)
+        assert err.value.status == 404
+    board.finish(mine, {"seed": 1})
+    assert board.create(mine, owner="key:alice") == mine   # ended: the id may be used again
+    assert board.get(mine, owner="key:alice")["state"] == "queued"
+    open_job = board.create()                               # no owner (auth off): anyone who has the id
+    assert board.get(open_job, owner="key:bob")["state"] == "queued"

@@ -312,7 +312,7 @@ def _shape(app):
     from fitad.serve.middleware import RouteShapeMiddleware
 
     return RouteShapeMiddleware(app, json_routes=["/txt2img", "/loras"], form_routes=["/ad/product"],
-                                get_ok=["/loras"])
+                                get_ok=["/loras"], file_fields=["image"])
 
 
 def _multipart(files=None, data=None):
@@ -342,6 +342,27 @@ def test_route_shape_refuses_a_multipart_body_that_does_not_parse(ctype, body, w
     client = run(_shape(app), scope_for("/ad/product", [(b"content-type", ctype)]), Client([body]))
     assert client.status == 400 and app.called == 0
     assert client.json["error"]["code"] == "invalid_multipart" and why in client.json["error"]["message"].lower()
+
+
+def test_route_shape_keeps_text_parts_as_sent_and_refuses_a_file_where_text_belongs():
+    seen = {}
+
+    async def app(scope, receive, send):
+        seen.update(scope["state"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    body, ctype = _multipart(data={"headline": "2024", "request": '{"steps": 3}'})
+    client = run(_shape(app), scope_for("/ad/product", [(b"content-type", ctype)]), Client([body]))
+    assert client.status == 204
+    assert seen["form_text"] == {"headline": "2024", "request": '{"steps": 3}'}
+    assert seen["form_fields"] == ["headline", "image", "request"]
+
+    body, ctype = _multipart(files={"image": ("a.png", b"x", "image/png"),
+                                    "headline": ("h.txt", b"\x80abc", "text/plain")})
+    app2 = EchoApp()
+    client = run(_shape(app2), scope_for("/ad/product", [(b"content-type", ctype)]), Client([body]))
+    assert client.status == 422 and client.json["error"]["field"] == "headline" and app2.called == 0
 
 
 def test_route_shape_checks_method_content_type_and_json():

@@ -200,9 +200,25 @@ def test_request_fields_refuses_an_unknown_multipart_part_by_name():
     from fitad.serve.requests import request_fields
 
     form = {"headline": "hi", "steps": None}
-    assert request_fields(None, form, sent=["headline", "image", "request"], file_fields=["image"]) == {
-        "headline": "hi"}
+    allowed = ["headline", "steps", "image"]
+    assert request_fields(None, form, sent=["headline", "image", "request"], allowed=allowed) == {"headline": "hi"}
     with pytest.raises(ApiError) as err:
-        request_fields(None, form, sent=["headline", "image", "colour"], file_fields=["image"])
+        request_fields(None, form, sent=["headline", "image", "colour"], allowed=allowed)
     assert (err.value.status, err.value.field) == (422, "colour") and "headline" in err.value.message
-    assert request_fields({"prompt": "x"}, form, sent=["anything"]) == {"prompt": "x"}  # JSON: the model decides
+    assert request_fields({"prompt": "x"}, form, sent=["anything"], allowed=allowed) == {"prompt": "x"}  # JSON
+
+
+def test_route_fields_reads_multipart_text_as_sent_and_leaves_files_to_the_route():
+    from types import SimpleNamespace
+
+    from fitad.serve.requests import route_fields
+
+    # the framework read the part "2024" as JSON (a number); the text as sent is what the request model sees
+    state = SimpleNamespace(json=None, form_fields=["headline", "image", "request"],
+                            form_text={"headline": "2024", "request": '{"steps": 3}', "image": "http://x/"})
+    declared = {"headline": 2024, "steps": None, "request": None}
+    fields = route_fields(state, declared, ["image"])
+    assert fields == {"headline": "2024", "steps": 3}
+    assert validate(AdRequest, fields).headline == "2024"
+    stored_task = SimpleNamespace()  # no middleware state: the framework's reading
+    assert route_fields(stored_task, {"prompt": "x", "steps": None}, ()) == {"prompt": "x"}

@@ -28,8 +28,13 @@ def test_the_page_and_its_assets_are_served_with_a_strict_policy(client):
         assert client.get(f"/web/{asset}").status_code == 200
     font = client.get("/web/fonts/FitadGothic-Bold.ttf")  # the bundled Korean font, for machines without one
     assert font.status_code == 200 and font.content[:4] in (b"\x00\x01\x00\x00", b"OTTO", b"true")
-    assert client.get("/web/../webapp.py").status_code == 404
+    for sneaky in ("/web/%2e%2e/webapp.py", "/web/..%2fwebapp.py", "/web/fonts/%2e%2e/%2e%2e/serve/webapp.py",
+                   "/web/%2e%2e/%2e%2e/%2e%2e/pyproject.toml"):
+        assert client.get(sneaky).status_code == 404, sneaky
     assert client.get("/web/missing.js").status_code == 404
+    # every response carries the policy, the page under its file name too (it cannot be framed from elsewhere)
+    for path in ("/web/index.html", "/web/app.js", "/web/options.json"):
+        assert "frame-ancestors 'none'" in client.get(path).headers["content-security-policy"], path
 
 
 def test_the_page_loads_nothing_from_outside(client):

@@ -226,3 +226,14 @@ def test_a_synchronous_ad_reports_progress_under_the_callers_job_id(url):
     assert seen[-1]["state"] == "done" and seen[-1]["step"] == seen[-1]["total"] >= 1
     bad = httpx.post(f"{url}/txt2img", json={"prompt": "x"}, headers={**auth("pro"), "X-Fitad-Job": "../x"})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "X-Fitad-Job"
+
+
+def test_a_text_part_that_looks_like_a_number_stays_text(url):
+    """A headline sent as its own multipart part, "2024": the framework reads parts as JSON, the service does not."""
+    r = httpx.post(f"{url}/ad/compose", headers=auth("pro"), timeout=60, files={"image": ("a.png", png(), "image/png")},
+                   data={"headline": "2024", "format": "128x128", "steps": "2"})
+    from fitad.ads.result import COPY_KEY
+
+    image = decoded(r)
+    assert image.size == (128, 128)
+    assert "2024" in json.loads(image.info[COPY_KEY])["caption"]  # the copy was written for the headline "2024"

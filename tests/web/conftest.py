@@ -89,6 +89,6 @@ def page_at(browser, web_service):
     yield open_page
     for context, problems in opened:
         context.close()
-    expected = [p for _, problems in opened for p in problems
-                if "status of 4" not in p]  # a refused request is logged by the browser itself; the page shows it
+    expected = [p for _, problems in opened for p in problems  # a refused request is logged by the browser
+                if "Failed to load resource: the server responded with a status of" not in p]  # itself
     assert not expected, expected

@@ -71,6 +71,12 @@ class Principal:
         """The identity quotas are counted against: ``key:<name>`` or ``anon:<caller id>``."""
         return f"{'anon' if self.anonymous else 'key'}:{self.name}"
 
+    @property
+    def job_owner(self) -> str | None:
+        """Whose jobs it starts are only its own to read: its key; None when anonymous (auth off: a job id is the
+        only secret, and a stored task may come back without the caller's address)."""
+        return None if self.anonymous else self.quota_id
+
     def at_least(self, tier: str) -> bool:
         return tier_rank(self.tier) >= tier_rank(tier)
 

@@ -395,12 +395,13 @@ class AdServiceCore:
                 pass
         return report
 
-    def follow(self, job_id: str | None, call: Callable[..., ServeResult], *args: Any, **kwargs: Any) -> ServeResult:
-        """``call(*args, **kwargs)``; with a ``job_id`` (a caller's ``X-Fitad-Job``) as a new job of that id whose
-        progress ``/jobs/progress`` reports while the request runs."""
+    def follow(self, job_id: str | None, owner: str | None, call: Callable[..., ServeResult], *args: Any,
+               **kwargs: Any) -> ServeResult:
+        """``call(*args, **kwargs)``; with a ``job_id`` (a caller's ``X-Fitad-Job``) as a new job of that id, seen
+        only by ``owner``, whose progress ``/jobs/progress`` reports while the request runs."""
         if job_id is None:
             return call(*args, **kwargs)
-        return self.run_job(self.jobs.create(job_id=job_id), call, *args, **kwargs)
+        return self.run_job(self.jobs.create(job_id=job_id, owner=owner), call, *args, **kwargs)
 
     def run_job(self, job_id: str, call: Callable[..., ServeResult], *args: Any, **kwargs: Any) -> ServeResult:
         """``call(*args, progress=..., **kwargs)`` (e.g. ``core.txt2img``) with job ``job_id`` following it."""

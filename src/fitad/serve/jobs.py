@@ -29,6 +29,7 @@ __all__ = ["AdmissionGate", "JobBoard", "QUEUED", "RUNNING", "DONE", "FAILED"]
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 _ENDED = (DONE, FAILED)
+_ANYONE = object()  # the service itself (progress, finish, fail): no owner check
 
 
 @dataclasses.dataclass
@@ -43,6 +44,7 @@ class _Job:
     ended: float | None = None
     error: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
+    owner: str | None = None            # who may read it (a caller's quota id); None: anyone
 
 
 class JobBoard:
@@ -59,16 +61,24 @@ class JobBoard:
         self._jobs: dict[str, _Job] = {}   # insertion order = creation order
 
     # ---- writing
-    def create(self, job_id: str | None = None) -> str:
-        """A new queued job; returns its id (32 hex characters, or ``job_id``: e.g. a BentoML task id)."""
+    def create(self, job_id: str | None = None, owner: str | None = None) -> str:
+        """A new queued job; returns its id (32 hex characters, or ``job_id``: e.g. a BentoML task id or a caller's
+        ``X-Fitad-Job``). An id still in use by an unfinished job is refused (409), so one caller cannot take over
+        another's job; ``owner`` set, only ``get(..., owner=the same)`` sees it."""
         with self._lock:
             self._cleanup_locked()
+            live = self._jobs.get(job_id) if job_id else None
+            if live is not None and live.state not in _ENDED:
+                raise ApiError(409, "conflict", f"job id {job_id!r} is in use by a job still running; use a new id",
+                               "job_id")
+            if live is not None:
+                del self._jobs[job_id]  # an ended job of the same id is replaced (and re-ordered)
             while len(self._jobs) >= self.max_jobs:
                 ended = next((k for k, j in self._jobs.items() if j.state in _ENDED), None)
                 # all jobs still running: the oldest (most likely abandoned) makes room
                 self._jobs.pop(ended if ended is not None else next(iter(self._jobs)))
             job_id = job_id or uuid.uuid4().hex
-            self._jobs[job_id] = _Job(job_id, self._clock())
+            self._jobs[job_id] = _Job(job_id, self._clock(), owner=owner)
             return job_id
 
     def progress(self, job_id: str, stage: str, step: int, total: int) -> None:
@@ -110,11 +120,12 @@ class JobBoard:
                              "field": None}
 
     # ---- reading
-    def get(self, job_id: str) -> dict[str, Any]:
-        """``{"job_id", "state", "stage", "step", "total", "elapsed_s", "error", "result"}``."""
+    def get(self, job_id: str, owner: str | None = None) -> dict[str, Any]:
+        """``{"job_id", "state", "stage", "step", "total", "elapsed_s", "error", "result"}``; a job with an owner
+        is unknown (404) to anyone else."""
         with self._lock:
             self._cleanup_locked()
-            job = self._get_locked(job_id)
+            job = self._get_locked(job_id, reader=owner)
             end = job.ended if job.ended is not None else self._clock()
             return {"job_id": job.job_id, "state": job.state, "stage": job.stage, "step": job.step,
                     "total": job.total, "elapsed_s": round(end - job.created, 3), "error": job.error,
@@ -138,8 +149,10 @@ class JobBoard:
             del self._jobs[key]
         return len(stale)
 
-    def _get_locked(self, job_id: str) -> _Job:
+    def _get_locked(self, job_id: str, reader: Any = _ANYONE) -> _Job:
         job = self._jobs.get(job_id) if isinstance(job_id, str) else None
+        if job is not None and reader is not _ANYONE and job.owner is not None and job.owner != reader:
+            job = None  # someone else's job: unknown to this reader
         if job is None:
             shown = job_id if isinstance(job_id, str) and len(job_id) <= 64 and job_id.isprintable() else "?"
             raise ApiError(404, "not_found", f"job_id: no job {shown!r} (unknown, or finished more than "

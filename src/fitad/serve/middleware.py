@@ -258,9 +258,12 @@ def _replay(body: bytes, original: Receive) -> Receive:
     return receive
 
 
-async def _check_multipart(scope: Scope, body: bytes) -> None:
+async def _check_multipart(scope: Scope, body: bytes, file_fields: Iterable[str]) -> None:
     """400 unless ``body`` parses as ``multipart/form-data`` with the same parser the app will use (Starlette's):
-    a missing boundary or a mangled part would otherwise fail inside the framework as a 500."""
+    a missing boundary or a mangled part would otherwise fail inside the framework as a 500. A file sent where a
+    text field belongs is a 422. Keeps the parts' names (``form_fields``) and the text parts as sent
+    (``form_text``: the framework reads each part as JSON, so a headline "2024" would become a number)."""
+    from starlette.datastructures import UploadFile
     from starlette.requests import Request  # the app's own parser, so what passes here parses there
 
     async def once() -> Message:
@@ -270,8 +273,18 @@ async def _check_multipart(scope: Scope, body: bytes) -> None:
     except Exception as exc:  # HTTPException from MultiPartException, or the parser's own errors
         detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
         raise ApiError(400, "invalid_multipart", f"the multipart/form-data body could not be read: {detail}")
-    scope.setdefault("state", {})["form_fields"] = sorted(set(form.keys()))  # for refusing unknown parts
-    await form.close()
+    try:
+        files, text = set(file_fields), {}
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if name not in files:
+                    raise ApiError(422, "invalid_field", f"field '{name}' must be text, not a file", name)
+            else:
+                text[name] = value
+        state = scope.setdefault("state", {})
+        state["form_fields"], state["form_text"] = sorted(set(form.keys())), text
+    finally:
+        await form.close()
 
 
 class RouteShapeMiddleware:
@@ -282,9 +295,10 @@ class RouteShapeMiddleware:
     multipart body is test-parsed here, so a missing boundary or a mangled part is a 400, not the framework's 500."""
 
     def __init__(self, app: Any, json_routes: Iterable[str], form_routes: Iterable[str],
-                 get_ok: Iterable[str] = ()) -> None:
+                 get_ok: Iterable[str] = (), file_fields: Iterable[str] = ()) -> None:
         self.app = app
         self.json_routes, self.form_routes, self.get_ok = set(json_routes), set(form_routes), set(get_ok)
+        self.file_fields = tuple(file_fields)
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         from fitad.serve.requests import parse_json
@@ -308,7 +322,7 @@ class RouteShapeMiddleware:
                 scope.setdefault("state", {})["json"] = parse_json(body)
                 body = body or b"{}"
             else:
-                await _check_multipart(scope, body)
+                await _check_multipart(scope, body, self.file_fields)
             receive = _replay(body, receive)
         except ApiError as exc:
             return await send_error(send, exc)

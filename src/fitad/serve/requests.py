@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from fitad.serve.errors import ApiError, from_validation_error
 
 __all__ = ["AdRequest", "CopyRequest", "JOB_HEADER", "LORA_REF", "MAX_SEED", "Txt2ImgRequest", "field_schemas",
-           "job_id_header", "parse_json", "pick_seed", "validate"]
+           "job_id_header", "parse_json", "pick_seed", "request_fields", "route_fields", "validate"]
 
 MAX_SEED = 2**32 - 1
 # A registry reference: NAME, NAME@alias or NAME/version. No '/', '\\', ':' or '..' beyond that: never a path.
@@ -325,16 +325,16 @@ def field_schemas(model_cls: type[BaseModel], config: Any = None) -> dict[str, d
 
 
 JOB_HEADER = "X-Fitad-Job"
-_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")  # long enough not to be guessed
 
 
 def job_id_header(value: str | None) -> str | None:
     """The job id a caller chose for a synchronous render (``X-Fitad-Job``), so it can poll ``/jobs/progress``
-    while the request runs; None when absent. 422 unless 8..64 letters, digits, ``_`` or ``-``."""
+    while the request runs; None when absent. 422 unless 16..64 letters, digits, ``_`` or ``-``."""
     if value is None or not value.strip():
         return None
     if not _JOB_ID.match(value.strip()):
-        raise ApiError(422, "invalid_field", f"header {JOB_HEADER} must be 8 to 64 letters, digits, '_' or '-'",
+        raise ApiError(422, "invalid_field", f"header {JOB_HEADER} must be 16 to 64 letters, digits, '_' or '-'",
                        JOB_HEADER)
     return value.strip()
 
@@ -345,20 +345,31 @@ def pick_seed(seed: int | None) -> int:
 
 
 def request_fields(parsed_json: dict[str, Any] | None, form: Mapping[str, Any],
-                   sent: Iterable[str] | None = None, file_fields: Iterable[str] = ()) -> dict[str, Any]:
+                   sent: Iterable[str] | None = None, allowed: Iterable[str] = ()) -> dict[str, Any]:
     """The request's fields: the JSON body as parsed by the route-shape middleware, else the multipart form
     fields (given one by one, or all in a ``request`` field holding a JSON object; single fields win).
 
-    ``sent``: the names of the multipart parts as they arrived; a part that is neither a field of ``form``, a
-    file field nor ``request`` is refused (422 naming it) rather than silently dropped.
+    ``sent``: the names of the multipart parts as they arrived; one that is not in ``allowed`` (the route's fields
+    and files) nor ``request`` is refused (422 naming it) rather than silently dropped.
     """
     if parsed_json is not None:
         return parsed_json
-    known = {*form, *file_fields, "request"}
-    unknown = sorted(set(sent or ()) - known)
+    known = {*allowed, "request"}
+    unknown = sorted(set(sent or ()) - known) if allowed else []
     if unknown:
         raise ApiError(422, "invalid_field", f"unknown field '{unknown[0]}': this route takes "
                        f"{', '.join(sorted(known))}", unknown[0])
     single = {k: v for k, v in form.items() if v is not None and k != "request"}
     request = form.get("request")
     return {**(request if isinstance(request, dict) else parse_json(str(request or ""))), **single}
+
+
+def route_fields(state: Any, declared: Mapping[str, Any], file_fields: Iterable[str]) -> dict[str, Any]:
+    """:func:`request_fields` of one request as the route-shape middleware left it in ``state`` (``json``, or the
+    multipart ``form_text`` and ``form_fields``); ``declared``: the route's own fields as the framework read them
+    (used when the middleware left nothing, e.g. a stored task run later)."""
+    files = set(file_fields)
+    text = getattr(state, "form_text", None)
+    form = {k: v for k, v in text.items() if k not in files} if text is not None else declared  # files: the route's
+    return request_fields(getattr(state, "json", None), form, getattr(state, "form_fields", None),
+                          {*declared, *files})

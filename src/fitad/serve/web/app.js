@@ -6,7 +6,8 @@ const STRINGS = {
   ko: {
     title: "Fit-AD 광고 만들기", tagline: "휴대폰 사진 한 장으로 인스타그램에 바로 올릴 광고를 만들어 보세요.", skip: "바로 만들기로 가기",
     langToggle: "English", apiKeyLabel: "API 키", apiKeyPh: "키가 있으면 붙여 넣으세요", apiKeyHelp: "키는 이 기기에만 저장돼요.",
-    saveKey: "저장", clearKey: "지우기", keySaved: "키를 저장했어요.", keyCleared: "키를 지웠어요.", quotaLoading: "남은 광고 수를 확인하는 중…",
+    saveKey: "저장", clearKey: "지우기", keySaved: "키를 저장했어요.",
+    keyBadChars: "API 키에 쓸 수 없는 글자가 있어요. 받은 키를 그대로 붙여 넣어 주세요.", keyCleared: "키를 지웠어요.", quotaLoading: "남은 광고 수를 확인하는 중…",
     quotaFree: (left, total) => `오늘 남은 무료 광고: ${left}/${total}장`, quotaPaid: (tier) => `${tier} 요금제: 워터마크 없이 원본 크기`,
     quotaNeedKey: "API 키를 입력해 주세요.", quotaBadKey: "API 키를 입력해 주세요. 저장된 키가 맞지 않아요.",
     quotaFailed: "남은 광고 수를 확인하지 못했어요.", watermarkNotice: (side) => `무료 이용 시 워터마크가 들어가고 크기가 최대 ${side}px로 줄어요.`,
@@ -28,6 +29,8 @@ const STRINGS = {
     reasonPhoto_person: "인물 사진을 올려 주세요.", reasonPhoto_advanced: "인물 사진을 올려 주세요.",
     reasonPhoto_product: "제품 사진을 올려 주세요.", reasonPhoto_compose: "사진을 올려 주세요.",
     reasonPhotos: "인물 사진과 제품 사진을 모두 올려 주세요.", reasonPrompt: "설명을 적어 주세요.",
+    reasonTotalSize: (mb) => `두 사진을 합쳐 ${mb} MB까지 올릴 수 있어요. 더 작은 사진을 골라 주세요.`,
+    productPreviewAlt: "선택한 제품 사진 미리보기",
     progressLabel: "진행 상황", progWaiting: "준비하는 중…", progQueued: "차례를 기다리는 중…",
     progStep: (i, n) => `그리는 중… ${i}/${n} 단계`, progFinishing: "마무리하는 중…", resultTitle: "완성된 광고",
     resultAlt: (h) => `만든 광고 이미지: ${h}`, resultAltEmpty: "만든 광고 이미지", download: "이미지 저장하기",
@@ -57,6 +60,7 @@ const STRINGS = {
     skip: "Skip to the ad maker", langToggle: "한국어", apiKeyLabel: "API key",
     apiKeyPh: "Paste your key if you have one", apiKeyHelp: "The key is kept on this device only.", saveKey: "Save",
     clearKey: "Clear", keySaved: "Key saved.", keyCleared: "Key cleared.",
+    keyBadChars: "The API key has characters a key cannot have. Paste the key exactly as you received it.",
     quotaLoading: "Checking how many ads are left…",
     quotaFree: (left, total) => `Free ads left today: ${left} of ${total}`,
     quotaPaid: (tier) => `${tier} plan: no watermark, full size`, quotaNeedKey: "Please enter your API key.",
@@ -89,6 +93,8 @@ const STRINGS = {
     reasonPhoto_person: "Please add a photo of the person.", reasonPhoto_advanced: "Please add a photo of the person.",
     reasonPhoto_product: "Please add a product photo.", reasonPhoto_compose: "Please add your photo.",
     reasonPhotos: "Please add both the person photo and the product photo.",
+    reasonTotalSize: (mb) => `Both photos together can be at most ${mb} MB. Please choose smaller photos.`,
+    productPreviewAlt: "Preview of the chosen product photo",
     reasonPrompt: "Please write a description.", progressLabel: "Progress", progWaiting: "Getting ready…",
     progQueued: "Waiting for our turn…", progStep: (i, n) => `Rendering… step ${i} of ${n}`,
     progFinishing: "Finishing…", resultTitle: "Your ad", resultAlt: (h) => `The generated ad: ${h}`, resultAltEmpty: "The generated ad",
@@ -445,6 +451,8 @@ function blockReason() {
   const missing = neededPhotos(m).filter((s) => !state.photos[s]);
   if (missing.length === 2) return t("reasonPhotos");
   if (missing.length === 1) return t(missing[0] === "product" ? "reasonPhoto_product" : `reasonPhoto_${m}`);
+  const total = neededPhotos(m).reduce((sum, slot) => sum + state.photos[slot].file.size, 0);
+  if (total > limits().max_upload_bytes) return t("reasonTotalSize", megabytes(limits().max_upload_bytes));
   if (m === "txt2img" && !$("#prompt").value.trim()) return t("reasonPrompt");
   return "";
 }
@@ -486,7 +494,8 @@ function readInputs() {
       prompt: $("#prompt").value.trim(),
     },
     seed: Number.isInteger(seed) && seed >= 0 && seed <= MAX_SEED ? seed : null,
-    badSeed: seedText !== "" && !(Number.isInteger(seed) && seed >= 0 && seed <= MAX_SEED),
+    // a number field reads "" for text it cannot parse ("12a"): that is a bad seed too, not "no seed"
+    badSeed: $("#seed").validity.badInput || (seedText !== "" && !(Number.isInteger(seed) && seed >= 0 && seed <= MAX_SEED)),
   };
 }
 
@@ -721,7 +730,14 @@ function wire() {
   };
   $("#key-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    state.apiKey = keyInput.value.trim();
+    const typed = keyInput.value.trim();
+    // A key holds only these characters (the service's Bearer token syntax); anything else, e.g. Hangul typed by
+    // the input method or a curly quote, could not even be sent in a header.
+    if (typed && (typed.length > 512 || !/^[A-Za-z0-9\-._~+/]+=*$/.test(typed))) {
+      keyStatus("keyBadChars");
+      return;
+    }
+    state.apiKey = typed;
     writeStore("fitad.apiKey", state.apiKey || null);
     keyStatus(state.apiKey ? "keySaved" : "keyCleared");
     if (state.error && state.error.key === "errUnauthorized") clearError();
