@@ -173,6 +173,9 @@ def test_api_error_survives_pickling():
     {"prompt": "x", "brand_colors": ["#ff0000"]}, {"prompt": "x", "brand_colors": ["red"]},
     {"prompt": "x", "industry": "bakery"}, {"prompt": "x", "industry": "spaceport"}, {"prompt": "x", "seed": -1},
     {"prompt": "x", "lang": "ja"}, {"prompt": "x", "lora_scale": 2.5}, {"format": "1:1"}, {"prompt": "x", "bogus": 1},
+    {"prompt": "x", "format": "10x10"}, {"prompt": "x", "format": "9999x9999"}, {"prompt": "x", "format": "64x4096"},
+    {"prompt": "x", "format": "4097x64"}, {"prompt": "x", "format": "1080x1350"}, {"prompt": "x", "industry": "카페"},
+    {"prompt": "x", "industry": "헤어샵"}, {"prompt": "x", "industry": "우주정거장"},
 ])
 def test_published_schema_accepts_exactly_what_validate_accepts(body):
     jsonschema = pytest.importorskip("jsonschema")

@@ -279,6 +279,10 @@ def validate(model_cls: type[M], data: Any, config: Any = None) -> M:
         raise from_validation_error(exc, allowed_fields=model_cls.model_fields) from None
 
 
+# One side of a custom WIDTHxHEIGHT format as a pattern: 64..4096 (fitad.ads.formats MIN_SIDE, MAX_SIDE).
+_SIDE = "(6[4-9]|[7-9][0-9]|[1-9][0-9]{2}|[1-3][0-9]{3}|40[0-8][0-9]|409[0-6])"
+
+
 def field_schemas(model_cls: type[BaseModel], config: Any = None) -> dict[str, dict[str, Any]]:
     """The JSON schema of each field of ``model_cls`` with the bounds ``config`` sets (steps, guidance, text
     lengths) and the accepted values (formats, industries, LoRA references) filled in.
@@ -300,10 +304,11 @@ def field_schemas(model_cls: type[BaseModel], config: Any = None) -> dict[str, d
         "negative_prompt": {"type": "string", "maxLength": config.max_prompt_chars, "default": ""},
         "shop_name": {**text, "default": ""}, "headline": {**text, "default": ""},
         "subcopy": {**text, "default": ""}, "offer": {**text, "default": ""},
-        "industry": {"type": "string", "enum": list(INDUSTRIES), "default": "cafe",
-                     "description": "an industry id (Korean names and aliases such as '카페' are accepted too)"},
+        "industry": {"type": "string", "default": "cafe", "description": "an industry id, or its Korean name or alias",
+                     "enum": list(dict.fromkeys(name for i in INDUSTRIES.values()
+                                                for name in (i.id, i.name_ko, *i.aliases)))},
         "format": {"anyOf": [{"type": "string", "enum": [n for n in format_names() if n != "WIDTHxHEIGHT"]},
-                             {"type": "string", "pattern": r"^[0-9]{2,4}x[0-9]{2,4}$"}],
+                             {"type": "string", "pattern": f"^{_SIDE}x{_SIDE}$"}],
                    "default": "instagram_square",
                    "description": f"an SNS format or WIDTHxHEIGHT with each side {MIN_SIDE}..{MAX_SIDE} px"},
         "steps": nullable({"type": "integer", "minimum": 1, "maximum": config.max_steps}),
