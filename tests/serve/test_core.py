@@ -94,11 +94,11 @@ def make_core(world, renderer):
 
     made: list[AdServiceCore] = []
 
-    def make(start: bool = True, **overrides) -> AdServiceCore:
+    def make(start: bool = True, ads_steps: int | None = 2, **overrides) -> AdServiceCore:
         kwargs = dict(model_name=SERVED, poll_s=3600.0, max_queue=1, retry_after_s=7, free_max_side=96)
         kwargs.update(overrides)
-        core = AdServiceCore(ServeConfig(**kwargs), renderer.config, AdConfig(steps=2), tracking_uri=world.uri,
-                             renderer=renderer)
+        core = AdServiceCore(ServeConfig(**kwargs), renderer.config, AdConfig(steps=ads_steps),
+                             tracking_uri=world.uri, renderer=renderer)
         made.append(core)
         if start:
             core.start()
@@ -452,3 +452,15 @@ def test_a_job_id_in_use_is_refused_and_an_owners_job_is_hidden_from_others():
     assert board.get(mine, owner="key:alice")["state"] == "queued"
     open_job = board.create()                               # no owner (auth off): anyone who has the id
     assert board.get(open_job, owner="key:bob")["state"] == "queued"
+
+
+def test_a_render_runs_from_admission_with_the_default_step_count(make_core):
+    """ads.steps unset and no steps in the request (the embedded defaults): the first progress report comes at
+    admission with generate.steps as the total; a followed render ends done under the caller's id."""
+    core = make_core(ads_steps=None)
+    seen = []
+    core.txt2img(txt(steps=None), PRO, progress=lambda e: seen.append((e.stage, e.step, e.total)))
+    assert seen[0] == ("prepare", 0, core.render_config.steps) and seen[-1][1] == seen[-1][2]
+    job = "b" * 32
+    core.follow(job, "key:pro", core.txt2img, txt(steps=None), PRO)
+    assert core.jobs.get(job, owner="key:pro")["state"] == "done"

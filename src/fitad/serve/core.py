@@ -362,7 +362,8 @@ class AdServiceCore:
             if progress is not None and renders:  # admitted: running from here (segmenting comes before steps)
                 from fitad.generate.renderer import Progress
 
-                progress(Progress("prepare", 0, int(config.steps), 0.0))
+                steps = config.steps if config.steps is not None else self.render_config.steps  # None: generate's
+                progress(Progress("prepare", 0, int(steps), 0.0))
             try:
                 result = make_ad(mode, config, self.renderer if renders else None,
                                  image=_image_input(images.get("image")),
