@@ -41,9 +41,10 @@ def browser():
 
 @pytest.fixture(scope="session")
 def web_service(tmp_path_factory, tiny_models_root):
-    """A service of its own (its own free-tier quota), API keys on; ads take 8 steps (a few seconds on tiny models)
-    so the progress bar has steps to show."""
-    world = build_world(tmp_path_factory.mktemp("web"), tiny_models_root, serve={"max_queue": 4}, ads={"steps": 8})
+    """A service of its own (its own free-tier quota), API keys on. As in the embedded defaults, ads take their
+    step count from ``generate.steps`` (``ads.steps`` unset); 8 steps give the progress bar something to show."""
+    world = build_world(tmp_path_factory.mktemp("web"), tiny_models_root, serve={"max_queue": 4},
+                        generate={"steps": 8}, ads={"steps": None})
     server = Server(world.env, world.root / "serve.log").wait_ready()
     yield server
     server.stop()
