@@ -29,7 +29,6 @@ from fitad.serve.requests import AdRequest, CopyRequest, Txt2ImgRequest, validat
 SERVED = "fitad-core"       # v1 approved, v2 candidate; never moved
 MOVING = "fitad-move"       # v1, v2: the alias tests move `approved` between them
 FLUX = "fitad-fluxlora"     # a tiny-flux LoRA
-PASS = {"clip_t": 0.3, "clip_i": 0.8, "effect_size": 0.2}
 FREE, PRO = Principal("anon", "free", anonymous=True), Principal("shop", "pro")
 DEADLINE_S = 30.0
 
@@ -42,33 +41,12 @@ def _one_thread(one_torch_thread):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_models_root):
     """A SQLite MLflow store with three registered models, and FITAD_HOME whose zoo names are the session's."""
-    from fitad.tracking.config import GateConfig, RegistryConfig
-    from fitad.tracking.lineage import open_stage_run
-    from fitad.tracking.register import register_lora
-    from fitad.tracking.registry import Registry
+    from tests.registry_world import registered_store
 
-    root = tmp_path_factory.mktemp("serve-core")
-    home = root / "home"
-    (home / "models").mkdir(parents=True)
-    for name in ("tiny-sd15", "tiny-flux"):
-        (home / "models" / name).symlink_to(zoo.ensure_tiny(name, tiny_models_root), target_is_directory=True)
-    uri = f"sqlite:///{root / 'store' / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FITAD_HOME", str(home))
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        for i, (name, family, seed) in enumerate([(SERVED, "sd15", 1), (SERVED, "sd15", 2), (MOVING, "sd15", 3),
-                                                  (MOVING, "sd15", 4), (FLUX, "flux", 5)]):
-            train = root / f"train{i}"
-            zoo.build_tiny_lora(train / "lora", family=family, seed=seed, root=tiny_models_root)
-            with open_stage_run("mlflow", "train", train, tracking_uri=uri):
-                pass
-            (root / f"eval{i}").mkdir()
-            (root / f"eval{i}" / "metrics.json").write_text(json.dumps(PASS))
-            register_lora(RegistryConfig(model_name=name), GateConfig(enabled=False), train, root / f"eval{i}",
-                          root / f"reg{i}", tracking_uri=uri)
-        registry = Registry(uri)
-        for name in (SERVED, MOVING, FLUX):
-            registry.approve(name, "1", "test setup", by="test")
+    store = registered_store(tmp_path_factory.mktemp("serve-core"), tiny_models_root,
+                             [(SERVED, "sd15", 1), (SERVED, "sd15", 2), (MOVING, "sd15", 3), (MOVING, "sd15", 4),
+                              (FLUX, "flux", 5)], approve=(SERVED, MOVING, FLUX))
+    uri, home = store.uri, store.home
     return SimpleNamespace(uri=uri, home=home, base=str(zoo.ensure_tiny("tiny-sd15", tiny_models_root)))
 
 

@@ -3,7 +3,6 @@ registry (``fitad-test`` v1 approved, v2 candidate), API keys of every tier and 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -24,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 BENTOML = Path(sys.executable).with_name("bentoml")
 MODEL = "fitad-test"
 KEYS = {"free": "free-key-0123456789", "pro": "pro-key-0123456789", "admin": "admin-key-0123456789"}
-PASS = {"clip_t": 0.3, "clip_i": 0.8, "effect_size": 0.2}
 READY_S = 120
 
 
@@ -86,33 +84,13 @@ def build_world(root: Path, models_root: "os.PathLike | None" = None, serve: dic
     ``serve`` / ``generate`` / ``ads`` update params.yaml's sections after the test defaults. Importable outside pytest
     (``benchmarks/serve.py`` uses it); ``models_root`` is where ``fitad.zoo.ensure_tiny`` caches the tiny models.
     """
-    from fitad import zoo
     from fitad.serve.auth import hash_key
-    from fitad.tracking.config import GateConfig, RegistryConfig
-    from fitad.tracking.lineage import open_stage_run
-    from fitad.tracking.register import register_lora
-    from fitad.tracking.registry import Registry
+    from tests.registry_world import registered_store
 
     root = Path(root)
-    home = root / "home"
-    (home / "models").mkdir(parents=True)
-    for name in ("tiny-sd15", "tiny-flux"):
-        (home / "models" / name).symlink_to(zoo.ensure_tiny(name, models_root), target_is_directory=True)
-    uri = f"sqlite:///{root / 'store' / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FITAD_HOME", str(home))
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        for i, (name, family, seed) in enumerate([(MODEL, "sd15", 1), (MODEL, "sd15", 2), ("fitad-other", "sd15", 3)]):
-            train = root / f"train{i}"
-            zoo.build_tiny_lora(train / "lora", family=family, seed=seed, root=models_root)
-            with open_stage_run("mlflow", "train", train, tracking_uri=uri):
-                pass
-            (root / f"eval{i}").mkdir()
-            (root / f"eval{i}" / "metrics.json").write_text(json.dumps(PASS))
-            register_lora(RegistryConfig(model_name=name), GateConfig(enabled=False), train, root / f"eval{i}",
-                          root / f"reg{i}", tracking_uri=uri)
-        Registry(uri).approve(MODEL, "1", "test setup", by="test")
-        Registry(uri).approve("fitad-other", "1", "test setup", by="test")
+    store = registered_store(root, models_root, [(MODEL, "sd15", 1), (MODEL, "sd15", 2), ("fitad-other", "sd15", 3)],
+                             approve=(MODEL, "fitad-other"))
+    uri, home = store.uri, store.home
     keys = root / "keys.yaml"
     keys.write_text(yaml.safe_dump([{"name": f"{tier}-user", "sha256": hash_key(raw), "tier": tier}
                                     for tier, raw in KEYS.items()]))
