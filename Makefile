@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PIP_PROGRESS_BAR := off
 
-.PHONY: setup system-deps demo test test-all test-gpu bench serve clean help
+.PHONY: setup system-deps demo test test-all test-gpu bench serve image clean help
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -29,13 +29,15 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 
 setup: $(STAMP)  ## create .venv and install the project with the dev extras
 
-# Debian packages some tests use: PostgreSQL (an MLflow server on a real PostgreSQL backend) and Chromium (the web
-# page driven in a real headless browser). Installed only when running as root with apt-get, and said so; elsewhere,
-# or if the install fails, those tests skip and say why.
-system-deps:  ## install the Debian packages the tests use (root + apt only): postgresql, chromium
+# Debian packages some tests use: PostgreSQL (an MLflow server on a real PostgreSQL backend), Chromium (the web
+# page driven in a real headless browser) and kubectl (Debian's kubernetes-client: tests/k8s renders the k8s/
+# overlays with `kubectl kustomize` too, when its kustomize is v4 or newer). Installed only when running as root with
+# apt-get, and said so; elsewhere, or if the install fails, those tests skip and say why.
+system-deps:  ## install the Debian packages the tests use (root + apt only): postgresql, chromium, kubernetes-client
 	@missing=""; \
 	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="postgresql"; \
 	{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } || missing="$$missing chromium"; \
+	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
 	if [ -z "$${missing# }" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  export DEBIAN_FRONTEND=noninteractive; updated=""; \
@@ -67,6 +69,24 @@ serve: setup  ## start the ad service on 127.0.0.1:3000 (embedded defaults)
 
 bench: setup  ## run the benchmarks (print JSON)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The container image (Dockerfile): one image for the Kubeflow steps, the MLflow server and the ad service (k8s/).
+# Tagged with the package version (src/fitad/__init__.py); the CUDA variant gets a -cuda suffix.
+IMAGE ?= ghcr.io/fit-ad/fitad
+VARIANT ?= cpu
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' src/fitad/__init__.py)
+IMAGE_TAG := $(VERSION)$(if $(filter cuda,$(VARIANT)),-cuda)
+
+image:  ## build the container image (VARIANT=cpu|cuda)
+	@case "$(VARIANT)" in cpu|cuda) ;; *) echo "make image: VARIANT must be cpu or cuda, not '$(VARIANT)'"; exit 1;; esac; \
+	if ! command -v docker >/dev/null 2>&1; then \
+	  echo "make image: docker is not installed; install Docker to build $(IMAGE):$(IMAGE_TAG)"; exit 1; fi; \
+	if ! timeout 30 docker info >/dev/null 2>&1; then \
+	  echo "make image: the Docker daemon is not reachable (docker info failed); start it or set DOCKER_HOST, then run make image again"; \
+	  exit 1; fi; \
+	echo "make image: building $(IMAGE):$(IMAGE_TAG) (VARIANT=$(VARIANT))"; \
+	DOCKER_BUILDKIT=1 docker build --build-arg VARIANT=$(VARIANT) --build-arg VERSION=$(VERSION) \
+	  -t $(IMAGE):$(IMAGE_TAG) .
 
 clean:  ## remove the venv and generated outputs
 	rm -rf $(VENV) .fitad outputs

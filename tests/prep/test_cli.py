@@ -79,3 +79,38 @@ def test_prep_set_takes_the_section_prefix_and_refuses_another_section(raw, tmp_
     assert config["pad_mode"] == "white" and config["class_word"] == "no"
     result = CliRunner().invoke(cli, ["prep", str(raw), str(tmp_path / "o2"), "--set", "train.rank=8"])
     assert result.exit_code == 2 and "'train.rank'" in result.output and "section 'prep'" in result.output
+
+
+def test_prep_stage_subcommands_chain_into_the_dataset(raw, tmp_path):
+    runner = CliRunner()
+    clean, crops, data = tmp_path / "clean", tmp_path / "crops", tmp_path / "data"
+    for args in (["clean-text", str(raw), str(clean), "--inpaint", "telea"],
+                 ["crop", str(clean), str(crops), "--resolution", "64", "--set", "pad_mode=white"],
+                 ["caption", str(crops), str(data), "--trigger", "ohwx", "--class-word", "boy"]):
+        result = runner.invoke(cli, ["prep", *args])
+        assert result.exit_code == 0, result.output
+        assert f"prep {args[0]} summary" in result.output
+    captions = {p.name: p.read_text().strip() for p in (data / "images").glob("*.txt")}
+    assert set(captions) == {"one.txt", "two-fig1.txt", "two-fig2.txt"} and set(captions.values()) == {"ohwx boy"}
+    assert all(Image.open(p).size == (64, 64) for p in (data / "images").glob("*.png"))
+    assert len((data / "metadata.jsonl").read_text().splitlines()) == 3
+    report = json.loads((data / "report.json").read_text())
+    assert report["config"]["trigger"] == "ohwx" and report["totals"]["ok"] == 2
+    assert [u["config"]["inpaint_method"] for u in report["upstream"]] == ["telea", "ns"]
+    result = runner.invoke(cli, ["prep", "caption", str(tmp_path / "missing"), str(tmp_path / "o")])
+    assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_prep_stage_help_and_exit_code_for_bad_input(raw, tmp_path):
+    runner = CliRunner()
+    assert "clean-text" in runner.invoke(cli, ["prep", "--help"]).output
+    for command, options in (("clean-text", ("--text-detector", "--inpaint")),
+                             ("crop", ("--segmenter", "--rembg-model", "--resolution")),
+                             ("caption", ("--trigger", "--class-word", "--captioner", "--caption-model"))):
+        result = runner.invoke(cli, ["prep", command, "--help"])
+        assert result.exit_code == 0 and "INPUT_DIR OUTPUT_DIR" in result.output
+        for option in (*options, "--workers", "--params", "--set"):
+            assert option in result.output, (command, option)
+    (raw / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    result = runner.invoke(cli, ["prep", "clean-text", str(raw), str(tmp_path / "clean")])
+    assert result.exit_code == 1 and "broken.png" in result.output and "corrupt" in result.output

@@ -78,3 +78,12 @@ def stage_tracker(kind: str, stage: str, out_dir: Path, inputs: list[Path], expe
                               run_name=run_name, tags=tags, fresh=fresh)
     except tracking_errors() as exc:
         raise click.ClickException(tracking_message(exc)) from None
+
+
+def echo_run(out_dir: Path, tracker: str) -> None:
+    """Print the MLflow run a stage recorded in OUT_DIR (its mlflow_run.json), if it used MLflow."""
+    from fitad.tracking.lineage import read_run_file
+
+    record = read_run_file(out_dir) if tracker == "mlflow" else None
+    if record and record.get("run_id"):
+        click.echo(f"mlflow run: {record['run_id']}")

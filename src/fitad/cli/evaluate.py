@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from fitad.cli.common import build_config, config_options, stage_tracker, tracker_options
+from fitad.cli.common import (build_config, config_options, echo_run, tracker_options, tracking_errors,
+                              tracking_message)
 
 
 @click.command("evaluate")
@@ -33,21 +34,20 @@ def evaluate_command(lora: str, dataset_dir: Path, out_dir: Path, tracker: str, 
 
     config = build_config(EvalConfig, params_path, overrides)
 
-    from fitad.evaluate import EvalError, evaluate_lora
-    inputs = [dataset_dir] + ([Path(lora)] if Path(lora).exists() else [])  # the pipeline run is found upstream
-    run = stage_tracker(tracker, "evaluate", out_dir, inputs, experiment, data=inputs[1:] + [dataset_dir / "images"],
-                        run_name=run_name or "evaluate",
-                        tags={"fitad.clip_model": config.clip_model, "fitad.lora": lora})
+    from fitad.evaluate import EvalError
+    from fitad.evaluate.stage import run_evaluation
+
     try:
-        with run:
-            result = evaluate_lora(config, lora, dataset_dir, out_dir, run, show_progress=progress)
+        result = run_evaluation(config, lora, dataset_dir, out_dir, tracker=tracker, experiment=experiment,
+                                run_name=run_name, show_progress=progress)
     except EvalError as exc:
         raise click.ClickException(str(exc)) from None
+    except tracking_errors() as exc:
+        raise click.ClickException(tracking_message(exc)) from None
     for name, value in result.metrics.items():
         click.echo(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
     click.echo(f"report: {result.report_path}  grid: {result.grid_path}")
-    if getattr(run, "run_id", None) and tracker == "mlflow":
-        click.echo(f"mlflow run: {run.run_id}")
+    echo_run(out_dir, tracker)
 
 
 COMMANDS = [evaluate_command]

@@ -1,9 +1,12 @@
-"""``fitad prep``: raw images -> cleaned, cropped, captioned training dataset; ``fitad prep evaluate``."""
+"""``fitad prep``: raw images -> cleaned, cropped, captioned training dataset, in one run or three stages;
+``fitad prep evaluate``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -21,7 +24,8 @@ class _RunByDefault(click.Group):
         return super().parse_args(ctx, args)
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage(ctx.command_path, "INPUT_DIR OUTPUT_DIR [OPTIONS] | evaluate DATA_DIR [OPTIONS]")
+        formatter.write_usage(ctx.command_path, "INPUT_DIR OUTPUT_DIR [OPTIONS] | clean-text|crop|caption INPUT_DIR "
+                                                "OUTPUT_DIR [OPTIONS] | evaluate DATA_DIR [OPTIONS]")
 
 
 @click.group("prep", cls=_RunByDefault)
@@ -32,40 +36,85 @@ def prep_group() -> None:
     fitad prep INPUT_DIR OUTPUT_DIR --trigger sks [--class-word girl] [--workers 2]
     fitad prep evaluate DATA_DIR [--synthesize 48]     quality against synth ground truth
 
+    \b
+    The same as three stages, each folder -> folder with a manifest.json (e.g. one pipeline step each;
+    re-caption without redoing OCR and segmentation):
+    fitad prep clean-text RAW CLEAN      text detection + inpainting (images/, masks/)
+    fitad prep crop CLEAN CROPS          subject segmentation + square crops
+    fitad prep caption CROPS DATASET     captions: the dataset `fitad prep run` writes
+
     `fitad prep INPUT_DIR OUTPUT_DIR` is short for `fitad prep run INPUT_DIR OUTPUT_DIR`;
     see `fitad prep run --help` for every option.
     """
 
 
-def _backend_options(func):
-    opts = [
-        click.option("--text-detector", type=click.Choice(["auto", "rapidocr", "easyocr"]), default=None,
-                     help="Text detector; auto = EasyOCR if its weights are on disk, else RapidOCR (embedded)."),
-        click.option("--segmenter", type=click.Choice(["auto", "rembg", "opencv"]), default=None,
-                     help="Subject segmenter; auto = rembg if its model file is in U2NET_HOME, else OpenCV."),
-        click.option("--rembg-model", default=None, metavar="NAME|FILE.onnx",
-                     help="rembg model name (isnet-anime, u2net, birefnet-general) or a custom U^2-Net .onnx file."),
-        click.option("--inpaint", "inpaint_method", type=click.Choice(["ns", "telea"]), default=None,
-                     help="Inpainting used to remove text: Navier-Stokes (default) or Telea."),
-        click.option("--workers", type=click.IntRange(1, 64), default=None,
-                     help="Worker processes; each loads the models once. Default from params.yaml (1)."),
-    ]
-    for opt in reversed(opts):
-        func = opt(func)
-    return func
+# every option once, by the config field it sets; the commands pick theirs with _options(...)
+_OPTIONS: dict[str, Callable[[Any], Any]] = {
+    "trigger": click.option("--trigger", default=None, help="Trigger word put first in every caption (default: sks)."),
+    "class_word": click.option("--class-word", default=None,
+                               help="Class word after the trigger, e.g. girl, bottle (default: none)."),
+    "resolution": click.option("--resolution", type=click.IntRange(64, 4096), default=None,
+                               help="Side of the square training images: 512 for SD1.5, 1024 for FLUX (default: 512)."),
+    "captioner": click.option("--captioner", type=click.Choice(["template", "blip"]), default=None,
+                              help="template = '<trigger> <class word>' only; blip = append a BLIP description."),
+    "caption_model": click.option("--caption-model", default=None, metavar="ID|DIR",
+                                  help="BLIP model ID, local directory or tiny-blip (local files only unless "
+                                       "downloads are allowed)."),
+    "text_detector": click.option("--text-detector", type=click.Choice(["auto", "rapidocr", "easyocr"]), default=None,
+                                  help="Text detector; auto = EasyOCR if its weights are on disk, else RapidOCR "
+                                       "(embedded)."),
+    "segmenter": click.option("--segmenter", type=click.Choice(["auto", "rembg", "opencv"]), default=None,
+                              help="Subject segmenter; auto = rembg if its model file is in U2NET_HOME, else OpenCV."),
+    "rembg_model": click.option("--rembg-model", default=None, metavar="NAME|FILE.onnx",
+                                help="rembg model name (isnet-anime, u2net, birefnet-general) or a custom U^2-Net "
+                                     ".onnx file."),
+    "inpaint_method": click.option("--inpaint", "inpaint_method", type=click.Choice(["ns", "telea"]), default=None,
+                                   help="Inpainting used to remove text: Navier-Stokes (default) or Telea."),
+    "workers": click.option("--workers", type=click.IntRange(1, 64), default=None,
+                            help="Worker processes; each loads the models once. Default from params.yaml (1)."),
+}
+_CAPTION_OPTIONS = ("trigger", "class_word", "captioner", "caption_model")
+_BACKEND_OPTIONS = ("text_detector", "segmenter", "rembg_model", "inpaint_method", "workers")
+
+
+def _options(*names: str) -> Callable[[Any], Any]:
+    """Add the named options, listed in this order in --help."""
+    def wrap(func: Any) -> Any:
+        for name in reversed(names):
+            func = _OPTIONS[name](func)
+        return func
+    return wrap
+
+
+_backend_options = _options(*_BACKEND_OPTIONS)
+
+
+@contextlib.contextmanager
+def _progress(console: Any, label: str) -> Iterator[tuple[Callable[[int, int], None], Callable[[Any], None]]]:
+    """A rich progress bar; yields the ``on_start``/``on_item`` callbacks prepare() and the stages take."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.description}"), console=console, transient=False) as progress:
+        task = progress.add_task("", total=None)
+
+        def on_start(total: int, todo: int) -> None:
+            progress.update(task, total=total, description=f"{total - todo} up to date" if todo < total else "")
+
+        def on_item(record: Any) -> None:
+            progress.advance(task)
+            if record.status == "failed":
+                progress.console.print(f"[red]failed[/red]  {record.input}: {record.reason}")
+            elif record.status == "skipped" and not record.resumed:
+                progress.console.print(f"[yellow]skipped[/yellow] {record.input}: {record.reason}")
+
+        yield on_start, on_item
 
 
 @prep_group.command("run")
 @click.argument("input_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--trigger", default=None, help="Trigger word put first in every caption (default: sks).")
-@click.option("--class-word", default=None, help="Class word after the trigger, e.g. girl, bottle (default: none).")
-@click.option("--resolution", type=click.IntRange(64, 4096), default=None,
-              help="Side of the square training images: 512 for SD1.5, 1024 for FLUX (default: 512).")
-@click.option("--captioner", type=click.Choice(["template", "blip"]), default=None,
-              help="template = '<trigger> <class word>' only; blip = append a BLIP description.")
-@click.option("--caption-model", default=None, metavar="ID|DIR",
-              help="BLIP model ID, local directory or tiny-blip (local files only unless downloads are allowed).")
+@_options("trigger", "class_word", "resolution", "captioner", "caption_model")
 @_backend_options
 @click.option("--force", is_flag=True, help="Process every input again, even when its outputs are up to date.")
 @tracker_options(default="none")
@@ -88,23 +137,9 @@ def run_cmd(ctx: click.Context, input_dir: Path, output_dir: Path, trigger, clas
                           text_detector=text_detector, segmenter=segmenter, rembg_model=rembg_model,
                           inpaint_method=inpaint_method, workers=workers)
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
-    with Progress(TextColumn("[bold]prep"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  TextColumn("{task.description}"), console=console, transient=False) as progress:
-        task = progress.add_task("", total=None)
-
-        def on_start(total: int, todo: int) -> None:
-            progress.update(task, total=total, description=f"{total - todo} up to date" if todo < total else "")
-
-        def on_item(record) -> None:
-            progress.advance(task)
-            if record.status == "failed":
-                progress.console.print(f"[red]failed[/red]  {record.input}: {record.reason}")
-            elif record.status == "skipped" and not record.resumed:
-                progress.console.print(f"[yellow]skipped[/yellow] {record.input}: {record.reason}")
-
+    with _progress(console, "prep") as (on_start, on_item):
         run = stage_tracker(tracker, "prep", output_dir, [input_dir], experiment, run_name="prep")
         try:
             with run:
@@ -112,18 +147,19 @@ def run_cmd(ctx: click.Context, input_dir: Path, output_dir: Path, trigger, clas
                 log_prep_run(run, config, report, output_dir)
         except PrepError as exc:
             raise click.ClickException(str(exc)) from None
-    _print_summary(console, report)
+    _print_summary(console, report, "prep")
     ctx.exit(report.exit_code)
 
 
-def _print_summary(console, report) -> None:
+def _print_summary(console: Any, report: Any, label: str) -> None:
     from rich.table import Table
 
     totals = report.totals
-    table = Table(title=f"prep summary: {report.output_dir}", show_header=False)
-    for key in ("inputs", "ok", "skipped", "failed", "resumed", "images_written", "workers", "elapsed_s",
+    table = Table(title=f"{label} summary: {report.output_dir}", show_header=False)
+    for key in ("inputs", "ok", "skipped", "failed", "resumed", "carried", "images_written", "workers", "elapsed_s",
                 "images_per_s"):
-        table.add_row(key, str(totals.get(key)))
+        if key in totals:
+            table.add_row(key, str(totals[key]))
     for used in report.backends.get("used", []):
         table.add_row("backends", ", ".join(f"{k}={v}" for k, v in used.items()))
     if totals.get("step_ms_mean"):
@@ -138,6 +174,53 @@ def _print_summary(console, report) -> None:
         for r in problems:
             issues.add_row(r.input, r.status, r.reason)
         console.print(issues)
+
+
+def _stage_command(name: str, function: str, options: tuple[str, ...], doc: str) -> click.Command:
+    """``fitad prep <name> INPUT_DIR OUTPUT_DIR``: runs ``fitad.prep.stages.<function>`` with a progress bar."""
+    @prep_group.command(name, help=doc)
+    @click.argument("input_dir", type=click.Path(file_okay=False, path_type=Path))
+    @click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+    @_options(*options, "workers")
+    @config_options
+    @click.pass_context
+    def command(ctx: click.Context, input_dir: Path, output_dir: Path, params_path: Path | None,
+                overrides: tuple[str, ...], **explicit: Any) -> None:
+        from rich.console import Console
+
+        from fitad.prep import stages
+        from fitad.prep.config import PrepConfig
+        from fitad.prep.run import PrepError
+
+        config = build_config(PrepConfig, params_path, overrides, **explicit)
+        console = Console(stderr=True)
+        try:
+            with _progress(console, f"prep {name}") as (on_start, on_item):
+                report = getattr(stages, function)(config, input_dir, output_dir, on_start=on_start, on_item=on_item)
+        except PrepError as exc:
+            raise click.ClickException(str(exc)) from None
+        _print_summary(console, report, f"prep {name}")
+        ctx.exit(report.exit_code)
+    return command
+
+
+_stage_command("clean-text", "clean_text", ("text_detector", "inpaint_method"), """\
+Detect and inpaint the text of the top-level images of INPUT_DIR (loads the text detector only).
+
+OUTPUT_DIR gets images/<name>.png (cleaned, lossless), masks/<name>.png (the text masks) and
+manifest.json (status and reason per input, text boxes, backends, timings). Exit code 1 if any
+input failed.""")
+_stage_command("crop", "crop_subjects", ("segmenter", "rembg_model", "resolution"), """\
+Segment the subjects of a clean-text output (or a plain folder of images) into square crops.
+
+Loads the segmenter only. OUTPUT_DIR gets images/<name>.png, or <name>-fig<N>.png for several
+figures, and manifest.json (subject and crop boxes, rejected figures). Exit code 1 if any input failed.""")
+_stage_command("caption", "caption_dataset", _CAPTION_OPTIONS, """\
+Caption the crops of a crop output into a training dataset (loads the captioner only).
+
+OUTPUT_DIR gets what `fitad prep run` writes: images/<name>.png + .txt, metadata.jsonl and
+report.json, plus manifest.json. Run it again with another --trigger or --captioner to re-caption
+without redoing text cleanup or segmentation. Exit code 1 if any input failed.""")
 
 
 @prep_group.command("evaluate")

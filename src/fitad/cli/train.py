@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from fitad.cli.common import build_config, config_options, stage_tracker, tracker_options
+from fitad.cli.common import (build_config, config_options, echo_run, tracker_options, tracking_errors,
+                              tracking_message)
 
 ADAPTERS = {"lora": ("lora", False), "dora": ("lora", True), "lokr": ("lokr", None)}
 
@@ -64,32 +65,24 @@ def train_command(dataset_dir: Path, out_dir: Path, family: str, base_model: str
     from fitad.train.data import DatasetError
     from fitad.train.loop import TrainingDivergedError
     from fitad.train.runtime import ModelNotFoundError
+    from fitad.train.stage import run_training
 
     if extend_steps and not resume:
         raise click.UsageError("--extend-steps only applies with --resume")
-    if family == "flux":
-        from fitad.train.flux_lora import train_flux_lora as train
-    else:
-        from fitad.train.sd_lora import train_sd_lora as train
-    extra = {"extend_steps": True} if extend_steps else {}
-
     if int(os.environ.get("RANK", "0")) != 0:
         tracker = "none"  # under `accelerate launch` only the main process reports
-    data = [dataset_dir / "images", dataset_dir / "metadata.jsonl"]  # what dvc.lock records for this stage
-    run = stage_tracker(tracker, "train", out_dir, [dataset_dir], experiment, data=data,
-                        run_name=run_name or out_dir.name,
-                        tags={"fitad.family": family, "fitad.base_model": config.base_model}, fresh=not resume)
     try:
-        with run:
-            result = train(config, dataset_dir, out_dir, run, resume=resume, show_progress=progress, **extra)
+        result = run_training(config, family, dataset_dir, out_dir, tracker=tracker, experiment=experiment,
+                              run_name=run_name, resume=resume, extend_steps=extend_steps, show_progress=progress)
     except (DatasetError, ModelNotFoundError, TrainingDivergedError) as exc:
         raise click.ClickException(str(exc)) from None
+    except tracking_errors() as exc:
+        raise click.ClickException(tracking_message(exc)) from None
     loss = f"{result.final_loss:.4f}" if result.final_loss is not None else "n/a"
     click.echo(f"adapter: {result.adapter_dir}  steps: {result.steps}  final loss: {loss}  "
                f"steps/s: {result.steps_per_s:.2f}  peak memory: {result.peak_memory_mb:.0f} MB "
                f"({result.memory_kind})")
-    if getattr(run, "run_id", None) and tracker == "mlflow":
-        click.echo(f"mlflow run: {run.run_id}")
+    echo_run(out_dir, tracker)
 
 
 COMMANDS = [train_command]

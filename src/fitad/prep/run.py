@@ -1,9 +1,11 @@
 """The data-preparation stage: ``prepare(config, input_dir, output_dir) -> PrepReport``.
 
 The CLI (``fitad prep``), the DVC stage and the Kubeflow components all call :func:`prepare`; the
-steps it chains (:func:`process_image`) are also importable one by one. With ``workers > 1`` the
-inputs are spread over a process pool whose initializer loads the backends (detector, segmenter,
-captioner) once per worker; each worker then keeps them for every image it handles.
+steps it chains (:func:`process_image` = :func:`clean_image` -> :func:`crop_image` ->
+:func:`caption_crops`) are also importable one by one, and :mod:`fitad.prep.stages` runs each of
+them as a folder-to-folder stage of its own. With ``workers > 1`` the inputs are spread over a
+process pool whose initializer loads the backends (detector, segmenter, captioner) once per worker;
+each worker then keeps them for every image it handles.
 
 Each input is read once: its size is checked from ``stat`` (``prep.max_file_bytes``) before anything
 is read, an input whose size and modification time match its state record is resumed without being
@@ -21,7 +23,7 @@ import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import cv2
 import numpy as np
@@ -40,8 +42,11 @@ from fitad.prep.segment import Segmenter, make_segmenter, resolve_segmenter
 from fitad.prep.text import TextDetector, drop_line_art, make_text_detector, remove_text, resolve_text_detector
 
 STEPS = ("load", "detect", "inpaint", "segment", "crop", "caption", "write")
+# the backend kinds, named as in ItemRecord.backends
+BACKEND_KINDS = ("text_detector", "segmenter", "captioner")
 T = TypeVar("T")
 R = TypeVar("R")
+B = TypeVar("B")
 
 
 class PrepError(RuntimeError):
@@ -52,19 +57,31 @@ class PrepError(RuntimeError):
 
 @dataclasses.dataclass
 class Backends:
-    """The three models of the stage, loaded once per process."""
+    """The models of the stage, loaded once per process; a split stage loads only the one it uses (None: not loaded)."""
 
-    text: TextDetector
-    segmenter: Segmenter
-    captioner: Captioner
+    text: TextDetector | None
+    segmenter: Segmenter | None
+    captioner: Captioner | None
     notes: dict[str, str]
     load_ms: float
 
     def names(self) -> dict[str, str]:
-        seg = self.segmenter.name
-        if seg == "rembg":
-            seg = f"rembg:{getattr(self.segmenter, 'model', '?')}"
-        return {"text_detector": self.text.name, "segmenter": seg, "captioner": self.captioner.name}
+        """Name per loaded backend kind (see BACKEND_KINDS)."""
+        names = {}
+        if self.text is not None:
+            names["text_detector"] = self.text.name
+        if self.segmenter is not None:
+            seg = self.segmenter.name
+            names["segmenter"] = f"rembg:{getattr(self.segmenter, 'model', '?')}" if seg == "rembg" else seg
+        if self.captioner is not None:
+            names["captioner"] = self.captioner.name
+        return names
+
+
+def _need(backend: B | None, kind: str) -> B:
+    if backend is None:
+        raise PrepError(f"the {kind} backend was not loaded: pass {kind!r} in load_backends(needs=...)")
+    return backend
 
 
 def resolve_device(device: str) -> str:
@@ -77,15 +94,29 @@ def resolve_device(device: str) -> str:
         return "cpu"
 
 
-def load_backends(config: PrepConfig, threads: int | None = None) -> Backends:
-    """Build the configured detector, segmenter and captioner (``auto`` picks what is on disk)."""
+def load_backends(config: PrepConfig, threads: int | None = None,
+                  needs: Iterable[str] = BACKEND_KINDS) -> Backends:
+    """Build the configured detector, segmenter and captioner (``auto`` picks what is on disk).
+
+    ``needs`` names the kinds to build (BACKEND_KINDS); the others stay None, so a stage that only
+    captions never loads an OCR or segmentation model.
+    """
+    needs = set(needs)
+    unknown = needs - set(BACKEND_KINDS)
+    if unknown:
+        raise ValueError(f"unknown backend kind(s) {sorted(unknown)}; expected {BACKEND_KINDS}")
     start = time.perf_counter()
-    needs_torch = config.captioner == "blip" or config.text_detector == "easyocr"
+    needs_torch = (("captioner" in needs and config.captioner == "blip")
+                   or ("text_detector" in needs and config.text_detector == "easyocr"))
     device = resolve_device(config.device) if needs_torch else "cpu"
-    text, text_note = make_text_detector(config, threads=threads, use_gpu=device == "cuda")
-    segmenter, seg_note = make_segmenter(config, threads=threads)
-    captioner, cap_note = make_captioner(config, device=device, threads=threads)
-    notes = {"text_detector": text_note, "segmenter": seg_note, "captioner": cap_note}
+    text = segmenter = captioner = None
+    notes: dict[str, str] = {}
+    if "text_detector" in needs:
+        text, notes["text_detector"] = make_text_detector(config, threads=threads, use_gpu=device == "cuda")
+    if "segmenter" in needs:
+        segmenter, notes["segmenter"] = make_segmenter(config, threads=threads)
+    if "captioner" in needs:
+        captioner, notes["captioner"] = make_captioner(config, device=device, threads=threads)
     return Backends(text, segmenter, captioner, notes, (time.perf_counter() - start) * 1000)
 
 
@@ -113,7 +144,9 @@ class ImageResult:
     timings_ms: dict[str, float]
 
 
-class _StepTimer:
+class StepTimer:
+    """Milliseconds per step; one timer runs through the chained steps so each lap starts where the last ended."""
+
     def __init__(self) -> None:
         self.ms: dict[str, float] = {}
         self._last = time.perf_counter()
@@ -140,37 +173,93 @@ def select_figures(figures: list[Figure], min_side: int) -> tuple[list[Figure], 
     return keep, rejected
 
 
-def process_image(rgb: np.ndarray, config: PrepConfig, backends: Backends, *,
-                  caption: bool = True) -> ImageResult:
-    """Detect text -> inpaint it -> segment the subject -> square crops -> captions.
+@dataclasses.dataclass
+class CleanedImage:
+    polygons: list[np.ndarray]
+    text_mask: np.ndarray  # uint8, 255 where text was removed; the segmenter reads it to recognise balloons
+    cleaned: np.ndarray
+
+
+@dataclasses.dataclass
+class CroppedImage:
+    mask: np.ndarray
+    figures: list[Figure]  # the accepted ones
+    rejected: list[str]
+    crops: list[CropResult]
+
+
+def clean_image(rgb: np.ndarray, config: PrepConfig, backends: Backends,
+                timer: StepTimer | None = None) -> CleanedImage:
+    """Detect text -> inpaint it (needs the text detector).
 
     Text detections whose strokes all run out of their box are line art, not text, and are dropped
     (``text_drop_line_art``) so that a figure's legs are not inpainted away.
     """
-    timer = _StepTimer()
-    polygons = backends.text.detect(rgb)
+    timer = timer or StepTimer()
+    polygons = _need(backends.text, "text_detector").detect(rgb)
     if config.text_drop_line_art:
         polygons = drop_line_art(rgb, polygons)
     timer.lap("detect")
     cleaned, tmask = remove_text(rgb, polygons, dilate_px=config.text_dilate_px,
                                  method=config.inpaint_method, radius=config.inpaint_radius)
     timer.lap("inpaint")
-    mask = backends.segmenter.segment(cleaned, tmask)
+    return CleanedImage(polygons, tmask, cleaned)
+
+
+def crop_image(cleaned: np.ndarray, text_mask: np.ndarray, config: PrepConfig, backends: Backends,
+               timer: StepTimer | None = None) -> CroppedImage:
+    """Segment the subject -> figures -> square crops (needs the segmenter); captions left empty."""
+    timer = timer or StepTimer()
+    mask = _need(backends.segmenter, "segmenter").segment(cleaned, text_mask)
     timer.lap("segment")
     figures = find_figures(mask, config.figure_min_area, config.split_figures)
     accepted, rejected = select_figures(figures, config.min_subject_side)
-    height, width = rgb.shape[:2]
+    height, width = cleaned.shape[:2]
     crops = []
     for fig in accepted:
         box = square_box(fig.bbox, config.crop_margin, width, height)
         crops.append(CropResult(fig, box, crop_square(cleaned, box, config.resolution, config.pad_mode)))
     timer.lap("crop")
-    if caption:
-        for crop in crops:
-            crop.caption = compose_caption(config.trigger, config.class_word,
-                                           backends.captioner.describe(crop.image))
+    return CroppedImage(mask, accepted, rejected, crops)
+
+
+def caption_crops(images: Sequence[np.ndarray], config: PrepConfig, backends: Backends,
+                  timer: StepTimer | None = None) -> list[str]:
+    """One caption per crop: ``<trigger> <class word>, <description>`` (needs the captioner)."""
+    timer = timer or StepTimer()
+    captioner = _need(backends.captioner, "captioner")
+    captions = [compose_caption(config.trigger, config.class_word, captioner.describe(image)) for image in images]
     timer.lap("caption")
-    return ImageResult(polygons, tmask, cleaned, mask, accepted, rejected, crops, timer.ms)
+    return captions
+
+
+def process_image(rgb: np.ndarray, config: PrepConfig, backends: Backends, *,
+                  caption: bool = True) -> ImageResult:
+    """Detect text -> inpaint it -> segment the subject -> square crops -> captions, in memory."""
+    timer = StepTimer()
+    cleaned = clean_image(rgb, config, backends, timer)
+    cropped = crop_image(cleaned.cleaned, cleaned.text_mask, config, backends, timer)
+    if caption:
+        for crop, text in zip(cropped.crops, caption_crops([c.image for c in cropped.crops], config, backends, timer)):
+            crop.caption = text
+    else:
+        timer.lap("caption")
+    return ImageResult(cleaned.polygons, cleaned.text_mask, cleaned.cleaned, cropped.mask, cropped.figures,
+                       cropped.rejected, cropped.crops, timer.ms)
+
+
+def crop_outcome(cropped: CroppedImage, config: PrepConfig) -> tuple[str, str]:
+    """``(status, reason)`` of an input from its crops: skipped without any, else ok (noting small figures left out)."""
+    if not cropped.crops:
+        return "skipped", ("; ".join(cropped.rejected) if cropped.rejected else no_subject_reason(cropped.mask, config))
+    return "ok", (f"{len(cropped.rejected)} small figure(s) left out" if cropped.rejected else "")
+
+
+def input_problem(exc: ImageLoadError | OSError) -> str:
+    """The reason recorded for an input that cannot be read or decoded."""
+    if isinstance(exc, ImageLoadError):
+        return str(exc)
+    return f"cannot read file: {exc.strerror or exc}"
 
 
 def polygon_box(polygon: np.ndarray) -> list[int]:
@@ -209,14 +298,11 @@ def process_file(task: FileTask, config: PrepConfig, backends: Backends, worker:
     """
     record = ItemRecord(input=Path(task.path).name, fingerprint=task.fingerprint, size=task.size,
                         mtime_ns=task.mtime_ns, backends=backends.names(), worker=dict(worker))
-    timer = _StepTimer()
+    timer = StepTimer()
     try:
         data = read_input(task.path, config.max_file_bytes)
-    except ImageLoadError as exc:
-        record.reason = str(exc)
-        return record
-    except OSError as exc:
-        record.reason = f"cannot read file: {exc.strerror or exc}"
+    except (ImageLoadError, OSError) as exc:
+        record.reason = input_problem(exc)
         return record
     record.sha256 = sha256_bytes(data)
     if task.previous is not None and task.previous.sha256 == record.sha256:
@@ -240,28 +326,34 @@ def process_file(task: FileTask, config: PrepConfig, backends: Backends, worker:
     record.text_boxes = [polygon_box(p) for p in result.polygons]
     record.subject_bboxes = [list(f.bbox) for f in result.figures]
     record.rejected = result.rejected
-    if not result.crops:
-        record.status = "skipped"
-        record.reason = "; ".join(result.rejected) if result.rejected else no_subject_reason(result.mask, config)
-    else:
+    record.status, record.reason = crop_outcome(CroppedImage(result.mask, result.figures, result.rejected,
+                                                             result.crops), config)
+    if result.crops:
         timer.restart()
         record.crops = write_crops(task.stem, result.crops, Path(task.output_dir))
         timer.lap("write")
-        record.status = "ok"
-        if result.rejected:
-            record.reason = f"{len(result.rejected)} small figure(s) left out"
     record.timings_ms = {k: round(v, 1) for k, v in timer.ms.items()}
     return record
+
+
+def crop_names(stem: str, count: int) -> list[str]:
+    """``<stem>`` for one figure, ``<stem>-fig<N>`` for several (the suffix output_stems reserves)."""
+    return [stem] if count == 1 else [f"{stem}-fig{i + 1}" for i in range(count)]
+
+
+def write_pair(output_dir: Path, name: str, png: bytes, caption: str) -> tuple[str, str]:
+    """``images/<name>.png`` + ``images/<name>.txt`` written atomically; their paths relative to ``output_dir``."""
+    image_rel, caption_rel = f"{IMAGES_DIR}/{name}.png", f"{IMAGES_DIR}/{name}.txt"
+    atomic_write_bytes(output_dir / image_rel, png)
+    atomic_write_text(output_dir / caption_rel, caption + "\n")
+    return image_rel, caption_rel
 
 
 def write_crops(stem: str, crops: list[CropResult], output_dir: Path) -> list[CropRecord]:
     """``images/<stem>.png`` + ``.txt`` (one figure) or ``<stem>-fig<N>.*`` (several), written atomically."""
     out = []
-    for i, crop in enumerate(crops):
-        name = stem if len(crops) == 1 else f"{stem}-fig{i + 1}"
-        image_rel, caption_rel = f"{IMAGES_DIR}/{name}.png", f"{IMAGES_DIR}/{name}.txt"
-        atomic_write_bytes(output_dir / image_rel, encode_png(crop.image))
-        atomic_write_text(output_dir / caption_rel, crop.caption + "\n")
+    for name, crop in zip(crop_names(stem, len(crops)), crops):
+        image_rel, caption_rel = write_pair(output_dir, name, encode_png(crop.image), crop.caption)
         out.append(CropRecord(image_rel, caption_rel, crop.caption, list(crop.figure.bbox), list(crop.box)))
     return out
 
@@ -271,13 +363,14 @@ def write_crops(stem: str, crops: list[CropResult], output_dir: Path) -> list[Cr
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(config: PrepConfig, threads: int, extra: dict[str, Any]) -> None:
+def _init_worker(config: PrepConfig, threads: int, extra: dict[str, Any],
+                 needs: tuple[str, ...] = BACKEND_KINDS) -> None:
     """Pool initializer: pin thread counts, then load the backends once for this worker."""
     cv2.setNumThreads(threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     _WORKER.update(config=config, info={"pid": os.getpid(), **extra}, error=None)
     try:
-        _WORKER["backends"] = load_backends(config, threads=threads)
+        _WORKER["backends"] = load_backends(config, threads=threads, needs=needs)
         _WORKER["loads"] = _WORKER.get("loads", 0) + 1
         _WORKER["info"].update(backend_load_ms=round(_WORKER["backends"].load_ms, 1),
                                backend_notes=_WORKER["backends"].notes)
@@ -303,12 +396,13 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 def run_tasks(fn: Callable[[T, PrepConfig, Backends, dict[str, Any]], R], tasks: Iterable[T],
               config: PrepConfig, *, workers: int = 1, extra: dict[str, Any] | None = None,
-              on_result: Callable[[R], None] | None = None) -> list[R]:
+              on_result: Callable[[R], None] | None = None, needs: Iterable[str] = BACKEND_KINDS) -> list[R]:
     """Apply ``fn(task, config, backends, worker_info)`` to every task; results in task order.
 
     ``workers == 1`` runs in this process (backends loaded once here); otherwise a process pool
-    whose initializer loads the backends once per worker.
+    whose initializer loads the backends once per worker. ``needs``: the backend kinds to load.
     """
+    needs = tuple(needs)
     tasks = list(tasks)
     extra = extra or {}
     results: list[Any] = [None] * len(tasks)
@@ -316,7 +410,7 @@ def run_tasks(fn: Callable[[T, PrepConfig, Backends, dict[str, Any]], R], tasks:
         return []
     if workers <= 1 or len(tasks) == 1:
         try:
-            backends = load_backends(config)
+            backends = load_backends(config, needs=needs)
         except Exception as exc:
             raise PrepError(f"a backend could not be loaded: {type(exc).__name__}: {exc}") from exc
         info = {"pid": os.getpid(), "backend_loads": 1, "backend_load_ms": round(backends.load_ms, 1),
@@ -329,7 +423,7 @@ def run_tasks(fn: Callable[[T, PrepConfig, Backends, dict[str, Any]], R], tasks:
     workers = min(workers, len(tasks))
     threads = max(1, (os.cpu_count() or 1) // workers)
     executor = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
-                                   initializer=_init_worker, initargs=(config, threads, extra))
+                                   initializer=_init_worker, initargs=(config, threads, extra, needs))
     try:
         pending: dict[Future, int] = {executor.submit(_call_in_worker, fn, t): i for i, t in enumerate(tasks)}
         while pending:
@@ -373,9 +467,9 @@ class PrepReport:
                 "ignored": self.ignored}
 
 
-def summarize(items: list[ItemRecord], elapsed_s: float, workers: int, *, unsupported: Iterable[str] = (),
-              ignored: int = 0) -> dict[str, Any]:
-    """Counts, throughput and mean per-step timings of the items processed in this run.
+def summarize(items: Sequence[ItemRecord], elapsed_s: float, workers: int, *, unsupported: Iterable[str] = (),
+              ignored: int = 0, steps: Sequence[str] = STEPS) -> dict[str, Any]:
+    """Counts, throughput and mean per-step timings (of ``steps``) of the items processed in this run.
 
     ``unsupported``: names of the items in a format the stage does not read (counted, not processed);
     ``ignored``: how many non-image entries the input folder had.
@@ -383,7 +477,7 @@ def summarize(items: list[ItemRecord], elapsed_s: float, workers: int, *, unsupp
     unsupported = set(unsupported)
     processed = [r for r in items if not r.resumed and r.input not in unsupported]
     timed = [r for r in processed if r.timings_ms]
-    step_ms = {s: round(float(np.mean([r.timings_ms.get(s, 0.0) for r in timed])), 1) for s in STEPS} \
+    step_ms = {s: round(float(np.mean([r.timings_ms.get(s, 0.0) for r in timed])), 1) for s in steps} \
         if timed else {}
     pids = sorted({r.worker.get("pid") for r in processed if r.worker.get("pid")})
     return {

@@ -131,10 +131,11 @@ def open_stage_run(kind: str, stage: str, out_dir: str | os.PathLike, *, inputs:
                    data: Iterable[str | os.PathLike] | None = None, experiment: str = "fitad",
                    run_name: str | None = None, tags: Mapping[str, Any] | None = None,
                    tracking_uri: str | None = None, fresh: bool = True, timeout_s: float = 10.0,
-                   final: bool = False) -> Tracker:
+                   final: bool = False, pipeline_tags: Mapping[str, Any] | None = None) -> Tracker:
     """The tracker of one stage: for ``mlflow`` a run nested under the pipeline run (found upstream through
     ``inputs``, or opened), tagged with the git commit and the md5 of each ``data`` path (default: the inputs);
-    ``disk``/``none`` as :func:`make_tracker` builds them. ``final``: this stage ends the pipeline run."""
+    ``disk``/``none`` as :func:`make_tracker` builds them. ``final``: this stage ends the pipeline run.
+    ``pipeline_tags`` (an orchestrator's run id and name) go on the pipeline run and on the stage's run."""
     out = Path(out_dir)
     if kind != "mlflow":
         return make_tracker(kind, root=out / "tracking", fresh=fresh)
@@ -147,11 +148,17 @@ def open_stage_run(kind: str, stage: str, out_dir: str | os.PathLike, *, inputs:
     check_reachable(uri, timeout_s)
     inputs = [Path(p) for p in inputs]
     data_paths = [Path(p) for p in (data if data is not None else inputs)]
-    parent, follows = find_parent(MlflowClient(uri), inputs, uri)
+    client = MlflowClient(uri)
+    linked = {k: str(v) for k, v in (pipeline_tags or {}).items()}
+    parent, follows = find_parent(client, inputs, uri)
     if parent is None:
-        parent_tags = {**data_tags(data_paths), **({"fitad.follows_pipeline_run": follows} if follows else {})}
+        parent_tags = {**data_tags(data_paths), **({"fitad.follows_pipeline_run": follows} if follows else {}),
+                       **linked}
         parent = open_pipeline_run(experiment, uri, tags=parent_tags, timeout_s=timeout_s)
-    stage_tags = {"fitad.stage": stage, **git_tags(), **data_tags(data_paths),
+    else:
+        for key, value in linked.items():
+            client.set_tag(parent, key, value)
+    stage_tags = {"fitad.stage": stage, **git_tags(), **data_tags(data_paths), **linked,
                   **{k: str(v) for k, v in (tags or {}).items()}}
     tracker = MlflowTracker(experiment=experiment, run_name=run_name or stage, tracking_uri=uri, tags=stage_tags,
                             parent_run_id=parent, timeout_s=timeout_s)

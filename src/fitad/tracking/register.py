@@ -16,7 +16,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from fitad.fsutil import atomic_write_json
 from fitad.lora.export import INFO_FILE, WEIGHTS_FILE
@@ -117,8 +117,12 @@ def _exists(client: Any, run_id: str) -> bool:
 def register_lora(registry_config: RegistryConfig, gate_config: GateConfig, train_dir: str | os.PathLike,
                   eval_dir: str | os.PathLike | None, out_dir: str | os.PathLike, *,
                   kohya_file: str | os.PathLike | None = None, prep_dir: str | os.PathLike | None = None,
-                  tracking_uri: str | None = None) -> RegistrationResult:
-    """Register ``train_dir/lora`` and apply the gate to ``eval_dir``'s metrics (no eval_dir: gate skipped)."""
+                  tracking_uri: str | None = None, version_tags: Mapping[str, str] | None = None
+                  ) -> RegistrationResult:
+    """Register ``train_dir/lora`` and apply the gate to ``eval_dir``'s metrics (no eval_dir: gate skipped).
+
+    ``version_tags`` (the Kubeflow run that produced it) go on the model version, the training run and the pipeline
+    run."""
     from fitad.lora.files import read_lora_info
 
     train_dir, out = Path(train_dir), Path(out_dir)
@@ -137,13 +141,13 @@ def register_lora(registry_config: RegistryConfig, gate_config: GateConfig, trai
     try:
         name, version, model_uri, decision, approved = _register(
             registry, registry_config, gate_config, info, run_id, lora_dir, train_dir, eval_dir, metrics, setup,
-            kohya_file, prep_dir)
+            kohya_file, prep_dir, dict(version_tags or {}))
     except Exception as exc:  # the pipeline run shows that registration failed, and why
         if parent:
             end_pipeline_run(registry.client, parent, "FAILED", f"register: {type(exc).__name__}: {exc}")
         raise
     for key, value in {"fitad.registered_model": name, "fitad.registered_version": version,
-                       "fitad.gate.decision": decision.decision}.items():
+                       "fitad.gate.decision": decision.decision, **(version_tags or {})}.items():
         registry.client.set_tag(run_id, key, value)
         if parent:
             registry.client.set_tag(parent, key, value)
@@ -160,7 +164,7 @@ def register_lora(registry_config: RegistryConfig, gate_config: GateConfig, trai
 
 def _register(registry: Registry, registry_config: RegistryConfig, gate_config: GateConfig, info: Any, run_id: str,
               lora_dir: Path, train_dir: Path, eval_dir: Any, metrics: dict[str, float], setup: str | None,
-              kohya_file: Any, prep_dir: Any) -> tuple[str, str, str, GateDecision, bool]:
+              kohya_file: Any, prep_dir: Any, extra_tags: dict[str, str]) -> tuple[str, str, str, GateDecision, bool]:
     """Log (once per training run), register (one version per training run), gate, maybe approve."""
     name = registry_config.model_name or default_model_name(info.trigger)
     metadata = {"trigger": info.trigger or "", "family": info.family, "base_model": info.base_model,
@@ -171,6 +175,7 @@ def _register(registry: Registry, registry_config: RegistryConfig, gate_config: 
     version_tags.update({f"fitad.{k}": v for k, v in metadata.items() if v is not None})
     if setup:
         version_tags[EVAL_SETUP_TAG] = setup
+    version_tags.update(extra_tags)
     existing = _version_of_run(registry, name, run_id)
     if existing is not None:  # a re-run of register (new gate settings, a retry): same version, gate again
         version, model_uri = str(existing.version), existing.source
