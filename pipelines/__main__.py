@@ -55,7 +55,8 @@ def submit(arguments: dict, opts: argparse.Namespace) -> dict:
         compile_to(package)  # what is submitted is this checkout's pipeline, not an older compiled file
         result = client.create_run_from_pipeline_package(
             str(package), arguments=arguments, run_name=opts.run_name, experiment_name=opts.experiment,
-            namespace=opts.namespace, service_account=opts.service_account, enable_caching=opts.cache)
+            namespace=opts.namespace, service_account=opts.service_account,
+            enable_caching=None if opts.cache else False)  # None: each step's own setting (register: never)
     return {"run_id": result.run_id, "url": f"{opts.host.rstrip('/')}/#/runs/details/{result.run_id}"}
 
 

@@ -17,6 +17,8 @@ from typing import Any
 from fitad.fsutil import atomic_write_bytes, atomic_write_json
 
 MANIFEST = "manifest.json"
+# records a stage writes beside its outputs: an earlier run's copy must not pass for this run's (lineage)
+RESERVED = {MANIFEST, "mlflow_run.json"}
 
 
 class DataSourceError(RuntimeError):
@@ -58,7 +60,7 @@ def _copy_folder(folder: Path, out: Path) -> list[str]:
         raise DataSourceError(f"data folder {folder} is the output folder")
     names = []
     for path in sorted(folder.iterdir()):
-        if path.is_file() and not path.name.startswith("."):
+        if path.is_file() and not path.name.startswith(".") and path.name not in RESERVED:
             shutil.copyfile(path, out / path.name)
             names.append(path.name)
     if not names:
@@ -84,7 +86,7 @@ def _download_s3(uri: str, out: Path) -> list[str]:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
             for item in page.get("Contents", []):
                 name = item["Key"][len(prefix):]
-                if not name or name.startswith(".") or "/" in name:
+                if not name or name.startswith(".") or "/" in name or name in RESERVED:
                     continue
                 body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
                 atomic_write_bytes(out / name, body)

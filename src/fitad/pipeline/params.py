@@ -127,7 +127,10 @@ def resolve_params(pairs: Iterable[str] = (), params_path: str | os.PathLike | N
     with profile_env(probe.profile):
         prep, train, gate, registry = (load_section(classes[k], params_path) for k in ("prep", "train", "gate",
                                                                                         "registry"))
-    base = {"class_word": prep.class_word, "rank": train.rank, "steps": train.steps, "resolution": train.resolution,
+    # $FITAD_PROFILE travels with the run (a pod does not have this shell's environment; params.yaml's own
+    # `profile:` key is in the image too)
+    base = {"profile": probe.profile or os.environ.get("FITAD_PROFILE", ""), "class_word": prep.class_word,
+            "rank": train.rank, "steps": train.steps, "resolution": train.resolution,
             "learning_rate": train.learning_rate, "captioner": prep.captioner,
             "text_box_threshold": prep.text_box_threshold, "min_clip_t": gate.min_clip_t,
             "min_clip_i": gate.min_clip_i, "experiment": registry.experiment}
