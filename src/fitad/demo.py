@@ -55,7 +55,7 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
     from fitad.synth import synthesize
     from fitad.tracking.lineage import open_stage_run
     from fitad.train.config import SDLoraConfig
-    from fitad.train.sd_lora import train_sd_lora
+    from fitad.train.stage import run_training
 
     cfg = config or DemoConfig()
     out = Path(out_dir)
@@ -94,9 +94,8 @@ def run_demo(out_dir: str | Path, config: DemoConfig | None = None,
                              validation_every=cfg.steps, validation_inference_steps=4, seed=cfg.seed,
                              trigger=cfg.trigger)
     # nested under the pipeline run that prep opened; closed as FAILED (with the reason) if training raises
-    with open_stage_run(cfg.tracker, "train", out / "train", inputs=[dataset], experiment=cfg.experiment,
-                        tags={"fitad.base_model": cfg.base_model}) as tracker:
-        result = train_sd_lora(train_cfg, dataset, out / "train", tracker, show_progress=True)
+    result = run_training(train_cfg, "sd15", dataset, out / "train", tracker=cfg.tracker, experiment=cfg.experiment,
+                          run_name="train")
     step("LoRA training", started, steps=result.steps, final_loss=round(result.final_loss or float("nan"), 4),
          steps_per_s=round(result.steps_per_s, 2), adapter=str(result.adapter_dir), tracker=cfg.tracker)
 
@@ -173,14 +172,13 @@ _SHOWN = ("clip_t", "clip_i", "effect_size", "pixel_change")
 
 
 def _evaluate(cfg: DemoConfig, renderer, lora_dir: Path, dataset: Path, out: Path):
-    from fitad.evaluate import evaluate_lora
     from fitad.evaluate.config import EvalConfig
-    from fitad.tracking.lineage import open_stage_run
+    from fitad.evaluate.stage import run_evaluation
 
     config = EvalConfig(clip_model="tiny-clip", steps=4, prompts=["{trigger}", "{trigger} on an ad poster"],
                         seeds=[0, 1])
-    with open_stage_run(cfg.tracker, "evaluate", out, inputs=[dataset, lora_dir], experiment=cfg.experiment) as run:
-        return evaluate_lora(config, lora_dir, dataset, out, run, show_progress=False, renderer=renderer)
+    return run_evaluation(config, lora_dir, dataset, out, tracker=cfg.tracker, experiment=cfg.experiment,
+                          show_progress=False, renderer=renderer)
 
 
 def _register(cfg: DemoConfig, out: Path, train_dir: Path, exported: Path, dataset: Path):

@@ -17,9 +17,10 @@ from fitad.evaluate.run import EvalResult, evaluate_lora
 def run_evaluation(config: EvalConfig, lora: str | Path, dataset_dir: str | Path, out_dir: str | Path, *,
                    tracker: str = "mlflow", experiment: str = "fitad", run_name: str | None = None,
                    show_progress: bool = True, tags: Mapping[str, Any] | None = None,
-                   pipeline_tags: Mapping[str, Any] | None = None) -> EvalResult:
+                   pipeline_tags: Mapping[str, Any] | None = None, renderer: Any = None) -> EvalResult:
     """Score ``lora`` (a training output folder, an exported file or ``models:/NAME@alias``) against the
-    training images of ``dataset_dir``; raises :class:`~fitad.evaluate.EvalError` for what the user must fix."""
+    training images of ``dataset_dir``; raises :class:`~fitad.evaluate.EvalError` for what the user must fix.
+    ``renderer``: a warm one to reuse (the demo's), else one is built from the config."""
     from fitad.tracking.lineage import open_stage_run
 
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
@@ -30,4 +31,5 @@ def run_evaluation(config: EvalConfig, lora: str | Path, dataset_dir: str | Path
                          tags={"fitad.clip_model": config.clip_model, "fitad.lora": str(lora), **(tags or {})},
                          pipeline_tags=pipeline_tags)
     with run:
-        return evaluate_lora(config, lora, dataset_dir, out_dir, run, show_progress=show_progress)
+        return evaluate_lora(config, lora, dataset_dir, out_dir, run, show_progress=show_progress,
+                             renderer=renderer)
