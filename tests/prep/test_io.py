@@ -138,3 +138,15 @@ def test_dark_16bit_grayscale_keeps_its_scale():
     assert loaded.rgb[0, 0].tolist() == [1, 1, 1]
     mid = load_image(png_bytes(Image.fromarray(np.full((40, 40), 32768, np.uint16))))
     assert mid.rgb[0, 0].tolist() == [128, 128, 128]
+
+
+def test_encode_png_keeps_rgb_and_single_channel_images_as_they_are():
+    """Decoded by Pillow (another PNG reader): the same pixels, a mask not mirrored, colours not swapped."""
+    from fitad.prep.io import encode_png
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (7, 11, 3), dtype=np.uint8)
+    mask = np.zeros((5, 9), np.uint8)
+    mask[1:3, :2] = 255  # left edge only: a mirrored mask would show it on the right
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode_png(rgb)))), rgb)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(encode_png(mask)))), mask)

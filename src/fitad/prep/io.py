@@ -124,11 +124,12 @@ def read_input(path: str | os.PathLike, max_bytes: int, section: str = "prep") -
     return data
 
 
-def encode_png(rgb: np.ndarray) -> bytes:
-    """PNG bytes of an RGB uint8 array (OpenCV's encoder: several times faster than Pillow's)."""
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of an RGB or single-channel uint8 array (OpenCV's encoder: several times faster than Pillow's)."""
     import cv2
 
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    bgr = image[..., ::-1] if image.ndim == 3 else image  # OpenCV writes BGR; a mask has no channels to swap
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(bgr), [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()

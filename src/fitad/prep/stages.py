@@ -163,14 +163,6 @@ def _read_mask(task: StageTask, config: PrepConfig, item: StageItem, shape: tupl
     return mask
 
 
-def encode_mask_png(mask: np.ndarray) -> bytes:
-    """Lossless single-channel PNG (encode_png expects RGB)."""
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(mask), [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
-
-
 def _finish(item: StageItem, timer: StepTimer, status: str | None = None, reason: str | None = None) -> StageItem:
     if status is not None:
         item.status = status
@@ -202,7 +194,7 @@ def _clean_task(task: StageTask, config: PrepConfig, backends: Backends, worker:
     out = Path(task.output_dir)
     item.image, item.mask = f"{IMAGES_DIR}/{item.stem}.png", f"{MASKS_DIR}/{item.stem}.png"
     atomic_write_bytes(out / item.image, encode_png(cleaned.cleaned))
-    atomic_write_bytes(out / item.mask, encode_mask_png(cleaned.text_mask))
+    atomic_write_bytes(out / item.mask, encode_png(cleaned.text_mask))
     item.text_boxes = [polygon_box(p) for p in cleaned.polygons]
     timer.lap("write")
     return _finish(item, timer, "ok", "")
