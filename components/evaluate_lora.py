@@ -8,7 +8,7 @@ from fitad.pipeline import GPU_IMAGE
 
 @dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
 def evaluate_lora(model: Input[Model], dataset: Input[Dataset], evaluation: Output[Dataset], metrics: Output[Metrics],
-                  samples: Output[HTML], profile: str, experiment: str):
+                  samples: Output[HTML], profile: str, experiment: str, config_version: str):
     """metrics.json, scores.csv, report.json and grid.png; the grid and scores also as an HTML page for the UI."""
     from fitad.pipeline.steps import evaluate_step, evaluation_html, plain, write_metrics
 

@@ -4,20 +4,22 @@ parameters (fitad.pipeline.params). Arguments arrive as JSON; the result goes to
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import tempfile
 from pathlib import Path
 
 COMPILED = Path(__file__).resolve().parent / "character_lora.yaml"
+TOKEN_ENV = "FITAD_KFP_TOKEN"
 
 
-def compile_to(path: Path) -> None:
+def compile_to(path: Path, gpu: bool = True) -> None:
     from kfp import compiler
 
-    from pipelines.character_lora import character_lora
+    from pipelines.character_lora import build
 
-    compiler.Compiler().compile(character_lora, str(path))
+    compiler.Compiler().compile(build(cluster=True, gpu=gpu), str(path))
 
 
 class CacheHits(logging.Handler):
@@ -49,10 +51,11 @@ def run_local(arguments: dict, root: str, cache: bool, hits: CacheHits) -> None:
 def submit(arguments: dict, opts: argparse.Namespace) -> dict:
     import kfp
 
-    client = kfp.Client(host=opts.host, namespace=opts.namespace, existing_token=opts.token or None)
+    # the token comes through the environment: a command line is visible to every local user (ps)
+    client = kfp.Client(host=opts.host, namespace=opts.namespace, existing_token=os.environ.get(TOKEN_ENV) or None)
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / "character_lora.yaml"
-        compile_to(package)  # what is submitted is this checkout's pipeline, not an older compiled file
+        compile_to(package, gpu=opts.gpu)  # this checkout's pipeline is what is submitted, not an older file
         result = client.create_run_from_pipeline_package(
             str(package), arguments=arguments, run_name=opts.run_name, experiment_name=opts.experiment,
             namespace=opts.namespace, service_account=opts.service_account,
@@ -63,19 +66,22 @@ def submit(arguments: dict, opts: argparse.Namespace) -> dict:
 def main(argv: list) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("compile").add_argument("--out", default=str(COMPILED))
+    build = sub.add_parser("compile")
+    build.add_argument("--out", default=str(COMPILED))
     local = sub.add_parser("run-local")
     local.add_argument("--root", required=True)
     remote = sub.add_parser("submit")
     remote.add_argument("--host", required=True)
-    for name in ("--namespace", "--token", "--run-name", "--experiment", "--service-account"):
+    for name in ("--namespace", "--run-name", "--experiment", "--service-account"):
         remote.add_argument(name, default=None)
+    for p in (build, remote):
+        p.add_argument("--cpu", dest="gpu", action="store_false", help="train and evaluate without a GPU")
     for p in (local, remote):
         p.add_argument("--arguments", default="{}", help="the run's parameters as a JSON object")
         p.add_argument("--no-cache", dest="cache", action="store_false")
     opts = parser.parse_args(argv)
     if opts.command == "compile":
-        compile_to(Path(opts.out))
+        compile_to(Path(opts.out), gpu=opts.gpu)
         print(json.dumps({"compiled": opts.out}))
         return 0
     arguments = json.loads(opts.arguments)

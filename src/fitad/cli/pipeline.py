@@ -50,11 +50,16 @@ def _door(args: list[str], env: dict[str, str] | None = None) -> tuple[int, dict
         return code, {}
 
 
-def _arguments(params: tuple[str, ...], params_path: Path | None) -> dict:
+def _arguments(params: tuple[str, ...], params_path: Path | None, local: bool = False) -> dict:
+    from fitad.pipeline.fingerprint import config_version, data_version
     from fitad.pipeline.params import check_params, resolve_params
 
-    arguments = dataclasses.asdict(resolve_params(params, params_path))  # every parameter, sent explicitly
-    check_params(arguments, params_path)  # every stage's config too: rank 0 or an unknown family stop here
+    resolved = resolve_params(params, params_path)
+    if local and "://" not in resolved.data_uri and not resolved.data_uri.startswith("synth:"):
+        resolved.data_uri = str(Path(resolved.data_uri).resolve())  # the steps run in the project root
+    arguments = dataclasses.asdict(resolved)  # every parameter, sent explicitly
+    checked = check_params(arguments, params_path)  # every stage's config too: rank 0 or an unknown family stop here
+    arguments.update(data_version=data_version(checked.data_uri), config_version=config_version(checked, params_path))
     return arguments
 
 
@@ -84,14 +89,17 @@ def params_cmd() -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Where to write the YAML (default: pipelines/character_lora.yaml, the file kept in git).")
 @click.option("--check", is_flag=True, help="Do not write: exit 1 if pipelines/character_lora.yaml is out of date.")
-def compile_cmd(out: Path | None, check: bool) -> None:
+@click.option("--cpu", is_flag=True, help="Train and evaluate without a GPU (a CPU-only cluster); needs --out.")
+def compile_cmd(out: Path | None, check: bool, cpu: bool) -> None:
     """Compile the pipeline to Kubeflow's YAML (upload it in the Kubeflow UI, or use submit)."""
     import tempfile
 
     committed = _root() / "pipelines" / "character_lora.yaml"
+    if cpu and (check or out is None or out.resolve() == committed):
+        raise click.UsageError("--cpu writes a variant: name its file with --out (the committed file is the GPU one)")
     with tempfile.TemporaryDirectory() as tmp:
         target = Path(tmp) / "pipeline.yaml" if check else (out or committed).resolve()
-        code, result = _door(["compile", "--out", str(target)])
+        code, result = _door(["compile", "--out", str(target), *(["--cpu"] if cpu else [])])
         if code:
             raise click.ClickException("compiling the pipeline failed (see above)")
         if check:
@@ -121,7 +129,7 @@ def run_cmd(local_run: bool, params: tuple[str, ...], root: Path, cache: bool, p
     if not local_run:
         raise click.UsageError("fitad pipeline run needs --local (runs here); for a cluster: fitad pipeline submit "
                                "--host URL")
-    arguments = _arguments(params, params_path)
+    arguments = _arguments(params, params_path, local=True)
     root = root.resolve()
     env = {"FITAD_PARAMS": str((params_path or _root() / "params.yaml").resolve()),
            "MLFLOW_TRACKING_URI": default_tracking_uri()}  # every step reports to one store, wherever it runs
@@ -150,18 +158,20 @@ def run_cmd(local_run: bool, params: tuple[str, ...], root: Path, cache: bool, p
 @click.option("--run-name", default=None, help="Name of the run (default: Kubeflow's).")
 @click.option("--service-account", default=None, help="Service account of the run's pods (k8s/: fitad-pipeline).")
 @click.option("--cache/--no-cache", default=True, show_default=True, help="Let Kubeflow reuse cached steps.")
+@click.option("--cpu", is_flag=True, help="Train and evaluate without a GPU (a CPU-only cluster, e.g. k8s/ dev).")
 @click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="params.yaml to check the parameters against (default: the project's).")
 def submit_cmd(host: str, params: tuple[str, ...], experiment: str, namespace: str | None, token: str | None,
-               run_name: str | None, service_account: str | None, cache: bool, params_path: Path | None) -> None:
+               run_name: str | None, service_account: str | None, cache: bool, cpu: bool,
+               params_path: Path | None) -> None:
     """Compile this checkout's pipeline and start a run of it on a Kubeflow Pipelines cluster."""
     arguments = _arguments(params, params_path)
     args = ["submit", "--host", host, "--experiment", experiment, "--arguments", json.dumps(arguments)]
-    for flag, value in (("--namespace", namespace), ("--token", token), ("--run-name", run_name),
-                        ("--service-account", service_account)):
+    for flag, value in (("--namespace", namespace), ("--run-name", run_name), ("--service-account", service_account)):
         if value:
             args += [flag, value]
-    code, result = _door(args + ([] if cache else ["--no-cache"]))
+    code, result = _door(args + ([] if cache else ["--no-cache"]) + (["--cpu"] if cpu else []),
+                         {"FITAD_KFP_TOKEN": token} if token else None)
     if code or "run_id" not in result:
         raise click.ClickException(f"submitting to {host} failed: {result.get('error', 'see the log above')}")
     click.echo(f"run {result['run_id']}: {result['url']}")

@@ -30,4 +30,11 @@ EVAL_RESOURCES = {"accelerator": "nvidia.com/gpu", "gpus": 1, "cpu": "2", "memor
 RUN_ID_ENV = "FITAD_KFP_RUN_ID"
 RUN_ID_FIELD = "metadata.labels['pipeline/runid']"
 
+# Where GPU pods may go: the same node label and taint the prod overlay's ad service uses (k8s/overlays/prod)
+GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+# The image's user (Dockerfile: uid/gid 1000), stated on every step's pod so runAsNonRoot can be checked
+RUN_AS = {"run_as_user": 1000, "run_as_group": 1000, "run_as_non_root": True}
+
 SERVICE_ACCOUNT = "fitad-pipeline"   # the pipeline's pods run as this account (k8s/base: RBAC)

@@ -43,6 +43,10 @@ class PipelineParams:
     model_name: str = ""             # registered model; "": fitad-<trigger>
     experiment: str = "fitad"        # MLflow experiment
     profile: str = ""                # a params.yaml profile for everything else (production); "": params.yaml's
+    # filled in by `fitad pipeline run|submit` (fitad.pipeline.fingerprint): the step cache's view of the data
+    # at data_uri and of the code and settings; a change makes the cached steps run again
+    data_version: str = ""
+    config_version: str = ""
 
     def __post_init__(self) -> None:
         s = self.SECTION

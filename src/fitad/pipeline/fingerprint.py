@@ -1,0 +1,76 @@
+"""What the step cache cannot see for itself: the data behind a URI, and the code and settings the steps run.
+
+Kubeflow (and kfp.local) reuse a step when its component, image and inputs are the same. A folder or a bucket
+prefix is the same string after files were added, and params.yaml or the fitad code may change under the same
+image tag, so ``fitad pipeline run|submit`` computes two fingerprints and passes them as inputs: ``data_version``
+to the fetch step (what is at the URI now) and ``config_version`` to every cached step (the fitad source, the
+version and every stage's resolved config). A change to either makes the cache miss from that step on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import fitad
+
+
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def data_version(data_uri: str) -> str:
+    """A fingerprint of what ``data_uri`` holds now (top-level files: names, sizes, modification times or ETags).
+
+    ``synth:N`` is made by the code (config_version covers it). A folder this machine cannot see (a path on the
+    cluster) or a bucket it cannot list gets a unique value: the fetch step then runs, rather than reusing an
+    outdated copy.
+    """
+    if data_uri.startswith("synth:"):
+        return data_uri
+    if data_uri.startswith("s3://"):
+        listing = _s3_listing(data_uri)
+        return _digest(listing) if listing is not None else f"unlisted-{time.time_ns()}"
+    folder = Path(data_uri.removeprefix("file://"))
+    if not folder.is_dir():
+        return f"unseen-{time.time_ns()}"
+    entries = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir())
+               if p.is_file() and not p.name.startswith(".")]
+    return _digest(entries)
+
+
+def _s3_listing(uri: str) -> list[tuple[str, int, str]] | None:
+    try:
+        import boto3
+
+        bucket, _, prefix = uri[len("s3://"):].partition("/")
+        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None
+        client = boto3.client("s3", endpoint_url=endpoint)
+        prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        out = []
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            out += [(o["Key"], o["Size"], o["ETag"]) for o in page.get("Contents", [])]
+        return out
+    except Exception:  # no boto3, no credentials here, no network: the cluster will read it, we cannot
+        return None
+
+
+def source_digest() -> str:
+    """The fitad package's Python source and bundled assets, as installed here."""
+    root = Path(fitad.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def config_version(params: Any, params_path: str | os.PathLike | None = None) -> str:
+    """The code and every stage's resolved settings a run's steps will use."""
+    configs = {stage: dataclasses.asdict(cfg) for stage, cfg in params.stage_configs(params_path).items()}
+    return _digest({"fitad": fitad.__version__, "source": source_digest(), "configs": configs})
