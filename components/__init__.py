@@ -11,6 +11,7 @@ from fitad.pipeline import IMAGE
 
 from components.caption_dataset import caption_dataset
 from components.clean_text import clean_text
+from components.close_run import close_run
 from components.crop_subjects import crop_subjects
 from components.evaluate_lora import evaluate_lora
 from components.export_lora import export_lora
@@ -18,5 +19,5 @@ from components.fetch_data import fetch_data
 from components.register_model import register_model
 from components.train_lora import train_lora
 
-__all__ = ["IMAGE", "caption_dataset", "clean_text", "crop_subjects", "evaluate_lora", "export_lora", "fetch_data",
+__all__ = ["IMAGE", "caption_dataset", "clean_text", "close_run", "crop_subjects", "evaluate_lora", "export_lora", "fetch_data",
            "register_model", "train_lora"]

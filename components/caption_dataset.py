@@ -12,7 +12,7 @@ from fitad.pipeline import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def caption_dataset(crops: Input[Dataset], dataset: Output[Dataset], metrics: Output[Metrics], trigger: str,
                     class_word: str, captioner: str, profile: str, experiment: str,
-                    config_version: str):
+                    prep_version: str):
     """images/*.png + .txt, metadata.jsonl and report.json: what `fitad train` reads."""
     from fitad.pipeline.steps import caption_step, plain, write_metrics
 

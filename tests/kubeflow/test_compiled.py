@@ -31,6 +31,16 @@ def _load(path: Path) -> tuple[dict, dict]:
     return spec, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
+def _tasks(spec: dict) -> dict:
+    """Every task of the pipeline: the root's (the exit handler's close-run) and those inside the exit handler."""
+    tasks = dict(spec["root"]["dag"]["tasks"])
+    for name, task in list(tasks.items()):
+        if "exit-handler" in name:
+            tasks.pop(name)
+            tasks.update(spec["components"][task["componentRef"]["name"]]["dag"]["tasks"])
+    return tasks
+
+
 def _compile(tmp_path: Path, *args: str) -> Path:
     out = tmp_path / "pipeline.yaml"
     subprocess.run([sys.executable, "-m", "pipelines", "compile", "--out", str(out), *args], cwd=ROOT, check=True,
@@ -83,7 +93,7 @@ def test_every_step_runs_in_the_project_image(compiled):
     assert IMAGE_NAME == labelled
     version = ast.literal_eval(re.search(r'__version__\s*=\s*(.+)', (ROOT / "src/fitad/__init__.py").read_text()).group(1))
     images = {name.removeprefix("exec-"): ex["container"]["image"] for name, ex in spec["deploymentSpec"]["executors"].items()}
-    assert len(images) == 8
+    assert len(images) == 9
     for step, image in images.items():
         expected = f"{labelled}:{version}-cuda" if step in GPU_STEPS else f"{labelled}:{version}"
         assert image == expected, step
@@ -109,29 +119,46 @@ def test_gpu_steps_ask_for_a_gpu_and_the_others_do_not(compiled):
             assert accelerator is None, name
 
 
-def test_caching_on_except_register(compiled):
+UNCACHED = {"register-model", "close-run"}  # they change the registry / the MLflow runs: never skipped
+
+
+def test_caching_on_except_register_and_the_exit_handler(compiled):
     spec, _ = compiled
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = _tasks(spec)
+    assert len(tasks) == 9
     for name, task in tasks.items():
-        assert bool((task.get("cachingOptions") or {}).get("enableCache")) == (name != "register-model"), name
+        assert bool((task.get("cachingOptions") or {}).get("enableCache")) == (name not in UNCACHED), name
+
+
+def test_the_exit_handler_closes_the_run_whatever_happened(compiled):
+    spec, _ = compiled
+    close = spec["root"]["dag"]["tasks"]["close-run"]
+    assert close["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    handled = spec["components"][spec["root"]["dag"]["tasks"][close["dependentTasks"][0]]["componentRef"]["name"]]
+    assert set(handled["dag"]["tasks"]) == set(_tasks(spec)) - {"close-run"}
 
 
 def test_register_gets_the_run_id_and_the_cached_steps_do_not(compiled):
     """A run id among a step's inputs would make every run a cache miss."""
     spec, _ = compiled
-    for name, task in spec["root"]["dag"]["tasks"].items():
+    for name, task in _tasks(spec).items():
         params = task.get("inputs", {}).get("parameters", {})
         has_run = any("pipeline_job" in str(v) for v in params.values())
-        assert has_run == (name == "register-model"), name
+        assert has_run == (name in UNCACHED), name
+
+
+DATA_STEPS = {"fetch-data", "clean-text", "crop-subjects", "caption-dataset"}
 
 
 def test_cached_steps_see_the_fingerprints(compiled):
-    """A cached step must miss when the code or settings changed (config_version), fetch also when the data did."""
+    """A cached step must miss when the code or its settings changed (prep_version for the data steps,
+    config_version for the model steps), fetch also when the data did."""
     spec, _ = compiled
-    for name, task in spec["root"]["dag"]["tasks"].items():
+    for name, task in _tasks(spec).items():
         params = task.get("inputs", {}).get("parameters", {})
         if (task.get("cachingOptions") or {}).get("enableCache"):
-            assert params["config_version"]["componentInputParameter"] == "config_version", name
+            key = "prep_version" if name in DATA_STEPS else "config_version"
+            assert params[key]["componentInputParameter"].endswith(key), name
         assert ("data_version" in params) == (name == "fetch-data"), name
 
 
@@ -150,7 +177,7 @@ def test_cluster_config_uses_the_objects_k8s_creates(compiled):
     assert secrets, "no `kubectl create secret generic` commands found in k8s/README.md"
     pvcs = [doc["metadata"]["name"] for f in (ROOT / "k8s" / "base").glob("*.yaml")
             for doc in yaml.safe_load_all(f.read_text()) if doc and doc.get("kind") == "PersistentVolumeClaim"]
-    assert len(executors) == 8
+    assert len(executors) == 9
     for name, config in executors.items():
         step = name.removeprefix("exec-")
         assert config["fieldPathAsEnv"][0]["fieldPath"] == "metadata.labels['pipeline/runid']"

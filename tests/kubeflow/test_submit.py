@@ -92,8 +92,8 @@ def test_submit_sends_this_pipeline_with_every_parameter(stub):
     expected.update(rank=4, trigger="mina")
     sent = body["runtime_config"]["parameters"]
     # the cache fingerprints are filled in (tests/pipeline/test_fingerprint.py checks what they follow)
-    assert sent["data_version"] == "synth:8" and len(sent["config_version"]) == 16
-    expected.update(data_version=sent["data_version"], config_version=sent["config_version"])
+    assert sent["data_version"] == "synth:8" and len(sent["config_version"]) == len(sent["prep_version"]) == 16
+    expected.update({k: sent[k] for k in ("data_version", "prep_version", "config_version")})
     assert set(sent) == set(expected)
     assert all(sent[k] == expected[k] for k in expected), {k: (sent[k], expected[k]) for k in expected
                                                            if sent[k] != expected[k]}

@@ -7,7 +7,7 @@ import os
 import boto3
 
 from fitad.pipeline import fingerprint
-from fitad.pipeline.fingerprint import config_version, data_version
+from fitad.pipeline.fingerprint import config_version, data_version, prep_version
 from fitad.pipeline.params import PipelineParams
 
 from tests.pipeline.conftest import BUCKET
@@ -73,3 +73,12 @@ def test_source_digest_reads_the_installed_package(tmp_path, monkeypatch):
     first = fingerprint.source_digest()
     (package / "stage.py").write_text("y = 2\n")
     assert fingerprint.source_digest() != first
+
+
+def test_prep_version_ignores_what_only_training_reads():
+    """A new base model or rank re-trains without redoing the OCR, crop and caption steps."""
+    base = prep_version(PipelineParams())
+    assert prep_version(PipelineParams(rank=4, base_model="other", min_clip_i=0.7)) == base
+    assert prep_version(PipelineParams(text_box_threshold=0.5)) != base
+    assert prep_version(PipelineParams(captioner="blip")) != base
+    assert config_version(PipelineParams(rank=4)) != config_version(PipelineParams())

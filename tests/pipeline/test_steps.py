@@ -333,3 +333,25 @@ def test_export_step_without_a_trigger_writes_lora_safetensors(tmp_path):
     _lora_dir(tmp_path / "train", None)
     export_step(str(tmp_path / "train"), str(tmp_path / "export"))
     assert Path(kohya_file(str(tmp_path / "export"))).name == "lora.safetensors"
+
+
+def test_close_step_fails_what_a_killed_pod_left_running(mlflow_store, tmp_path):
+    """The exit handler's work: runs of this Kubeflow run still RUNNING become FAILED with the final state; other
+    runs and finished ones stay as they are; a run that succeeded closes nothing."""
+    from mlflow.tracking import MlflowClient
+
+    from fitad.pipeline.steps import RUN_ID_TAG, close_step
+    from fitad.tracking.lineage import FAILURE_TAG, open_stage_run
+
+    killed = open_stage_run("mlflow", "train", tmp_path / "a", experiment="fitad", pipeline_tags={RUN_ID_TAG: "r1"})
+    other = open_stage_run("mlflow", "train", tmp_path / "b", experiment="fitad", pipeline_tags={RUN_ID_TAG: "r2"})
+    client = MlflowClient(mlflow_store)
+    assert close_step("SUCCEEDED", "", "fitad", "r1") == 0
+    assert close_step("FAILED", "pod train-lora: OOMKilled", "fitad", "r1") == 2  # the stage run and its pipeline run
+    for run_id in (killed.run_id, killed.parent_run_id):
+        run = client.get_run(run_id)
+        assert run.info.status == "FAILED"
+        assert "OOMKilled" in run.data.tags[FAILURE_TAG] and "FAILED" in run.data.tags[FAILURE_TAG]
+    assert client.get_run(other.run_id).info.status == "RUNNING"
+    assert close_step("FAILED", "again", "fitad", "r1") == 0  # nothing left running
+    assert close_step("FAILED", "x", "no-such-experiment", "r2") == 0

@@ -51,7 +51,7 @@ def _door(args: list[str], env: dict[str, str] | None = None) -> tuple[int, dict
 
 
 def _arguments(params: tuple[str, ...], params_path: Path | None, local: bool = False) -> dict:
-    from fitad.pipeline.fingerprint import config_version, data_version
+    from fitad.pipeline.fingerprint import config_version, data_version, prep_version
     from fitad.pipeline.params import check_params, resolve_params
 
     resolved = resolve_params(params, params_path)
@@ -59,7 +59,8 @@ def _arguments(params: tuple[str, ...], params_path: Path | None, local: bool = 
         resolved.data_uri = str(Path(resolved.data_uri).resolve())  # the steps run in the project root
     arguments = dataclasses.asdict(resolved)  # every parameter, sent explicitly
     checked = check_params(arguments, params_path)  # every stage's config too: rank 0 or an unknown family stop here
-    arguments.update(data_version=data_version(checked.data_uri), config_version=config_version(checked, params_path))
+    arguments.update(data_version=data_version(checked.data_uri), prep_version=prep_version(checked, params_path),
+                     config_version=config_version(checked, params_path))
     return arguments
 
 

@@ -2,9 +2,10 @@
 
 Kubeflow (and kfp.local) reuse a step when its component, image and inputs are the same. A folder or a bucket
 prefix is the same string after files were added, and params.yaml or the fitad code may change under the same
-image tag, so ``fitad pipeline run|submit`` computes two fingerprints and passes them as inputs: ``data_version``
-to the fetch step (what is at the URI now) and ``config_version`` to every cached step (the fitad source, the
-version and every stage's resolved config). A change to either makes the cache miss from that step on.
+image tag, so ``fitad pipeline run|submit`` computes fingerprints and passes them as inputs: ``data_version`` to
+the fetch step (what is at the URI now), ``prep_version`` to the data steps (the fitad source and the synth and
+prep settings) and ``config_version`` to train, export and evaluate (the source and every stage's settings). A
+change makes the cache miss from the first step that sees it on; a new base model re-trains without redoing OCR.
 """
 
 from __future__ import annotations
@@ -70,7 +71,17 @@ def source_digest() -> str:
     return h.hexdigest()[:16]
 
 
-def config_version(params: Any, params_path: str | os.PathLike | None = None) -> str:
-    """The code and every stage's resolved settings a run's steps will use."""
+def config_version(params: Any, params_path: str | os.PathLike | None = None, stages: tuple[str, ...] | None = None
+                   ) -> str:
+    """The code and the resolved settings of ``stages`` (default: all) a run's steps will use."""
+    from fitad.config import SynthConfig, load_section
+
     configs = {stage: dataclasses.asdict(cfg) for stage, cfg in params.stage_configs(params_path).items()}
-    return _digest({"fitad": fitad.__version__, "source": source_digest(), "configs": configs})
+    configs["synth"] = dataclasses.asdict(load_section(SynthConfig, params_path))
+    chosen = {k: v for k, v in configs.items() if stages is None or k in stages}
+    return _digest({"fitad": fitad.__version__, "source": source_digest(), "configs": chosen})
+
+
+def prep_version(params: Any, params_path: str | os.PathLike | None = None) -> str:
+    """What the data steps (fetch, clean text, crop, caption) depend on besides their inputs."""
+    return config_version(params, params_path, stages=("synth", "prep"))

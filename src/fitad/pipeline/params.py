@@ -46,6 +46,7 @@ class PipelineParams:
     # filled in by `fitad pipeline run|submit` (fitad.pipeline.fingerprint): the step cache's view of the data
     # at data_uri and of the code and settings; a change makes the cached steps run again
     data_version: str = ""
+    prep_version: str = ""
     config_version: str = ""
 
     def __post_init__(self) -> None:

@@ -194,3 +194,33 @@ def evaluation_html(eval_dir: str) -> str:
              f'src="data:image/png;base64,{base64.b64encode(grid.read_bytes()).decode()}">') if grid.is_file() else ""
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>fitad evaluation</title></head><body>"
             f"<h1>Evaluation</h1>{image}<table>{rows}</table></body></html>")
+
+
+def close_step(state: str, error_message: str, experiment: str, kfp_run_id: str) -> int:
+    """The exit handler's work: when the Kubeflow run did not succeed, every MLflow run of it still RUNNING (its
+    pod was killed, evicted or timed out, so its own error handling never ran) is marked FAILED with the final
+    state and message. Returns how many runs it closed; never raises (an exit handler must not fail the run)."""
+    if state == "SUCCEEDED" or not kfp_run_id:
+        return 0
+    from fitad.tracking.lineage import FAILURE_TAG
+
+    reason = (f"the Kubeflow run ended {state}: {error_message or 'no message'} (a step stopped without a "
+              "Python error: killed, evicted, out of memory or timed out)")
+    try:
+        from mlflow.tracking import MlflowClient
+
+        from fitad.tracking.store import default_tracking_uri
+
+        client = MlflowClient(default_tracking_uri())
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            return 0
+        runs = client.search_runs([found.experiment_id], f"tags.`{RUN_ID_TAG}` = '{kfp_run_id}' and "
+                                                         "attributes.status = 'RUNNING'")
+        for run in runs:
+            client.set_tag(run.info.run_id, FAILURE_TAG, reason[:5000])
+            client.set_terminated(run.info.run_id, status="FAILED")
+        return len(runs)
+    except Exception as exc:  # noqa: BLE001 - report, do not fail the exit handler
+        print(f"close_run: could not close the MLflow runs of {kfp_run_id}: {type(exc).__name__}: {exc}")
+        return 0
