@@ -81,8 +81,9 @@ def test_pipeline_parameters_are_pipeline_params(compiled):
         assert inputs[name]["defaultValue"] == getattr(defaults, name), name
 
 
-def test_compiled_defaults_are_the_embedded_params_yaml():
+def test_compiled_defaults_are_the_embedded_params_yaml(monkeypatch):
     """What the Kubeflow UI offers by default is what params.yaml's embedded profile runs."""
+    monkeypatch.delenv("FITAD_PROFILE", raising=False)
     assert resolve_params([], ROOT / "params.yaml") == PipelineParams()
 
 

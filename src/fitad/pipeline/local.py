@@ -52,4 +52,17 @@ def summarize_run(run_dir: str | os.PathLike, cached: Iterable[str] = ()) -> dic
             summary["mlflow"] = {"tracking_uri": record.get("tracking_uri"),
                                  "pipeline_run_id": record.get("parent_run_id")}
             break
+    else:  # every step before register came from the cache: its training run names the pipeline run
+        if registration and registration.get("run_id") and registration.get("tracking_uri"):
+            summary["mlflow"] = {"tracking_uri": registration["tracking_uri"],
+                                 "pipeline_run_id": _parent_of(registration["tracking_uri"], registration["run_id"])}
     return summary
+
+
+def _parent_of(tracking_uri: str, run_id: str) -> str | None:
+    try:
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri).get_run(run_id).data.tags.get("mlflow.parentRunId")
+    except Exception:  # noqa: BLE001 - a summary line, not worth failing the command for
+        return None
