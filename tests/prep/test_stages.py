@@ -1,5 +1,6 @@
 """The three prep stages (clean_text -> crop_subjects -> caption_dataset) against prepare()."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -197,3 +198,98 @@ def test_two_workers_write_what_one_writes(synth_dir, tmp_path):
     assert files(tmp_path / "one" / "images") == files(tmp_path / "two" / "images")
     assert files(tmp_path / "one" / "masks") == files(tmp_path / "two" / "masks")
     assert [i.text_boxes for i in one.items] == [i.text_boxes for i in two.items]
+
+
+def test_an_input_folder_inside_the_output_folder_is_refused_before_anything_is_written(synth_dir, tmp_path):
+    out = tmp_path / "clean"
+    raw = out / "images"  # clean_text would write its cleaned images over these
+    raw.mkdir(parents=True)
+    for i in range(2):
+        shutil.copy(synth_dir / f"panel_{i:04d}.png", raw)
+    (out / "raw").mkdir()
+    shutil.copy(synth_dir / "panel_0002.png", out / "raw")
+    # an input that is a link into a folder the stage writes: it would write over the file it reads
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "panel_0000.png").symlink_to(raw / "panel_0000.png")
+    before = files(tmp_path)
+    for src in (raw, out / "raw"):
+        with pytest.raises(PrepError, match=f"must not contain it.*{src}.*{out}"):  # names both folders
+            clean_text(CONFIG, src, out)
+    with pytest.raises(PrepError, match="must not contain it"):
+        crop_subjects(CONFIG, raw, out)
+    with pytest.raises(PrepError, match=r"links/panel_0000\.png.*could be written over"):
+        clean_text(CONFIG, links, out)
+    assert files(tmp_path) == before and not (out / "masks").exists()
+    # legitimate layouts: sibling folders, an output folder inside the input folder or elsewhere
+    assert clean_text(CONFIG, out / "raw", tmp_path / "sibling").totals["ok"] == 1
+    assert clean_text(CONFIG, out / "raw", out / "raw" / "clean").totals["ok"] == 1
+    assert clean_text(CONFIG, out / "raw", tmp_path / "a" / "b").totals["ok"] == 1
+
+
+def _crash_after_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """clean_text's per-item work raises (as a full disk or a kill would) once the first item is written."""
+    from fitad.prep import stages
+
+    done = []
+
+    def work(*args):
+        if done:
+            raise RuntimeError("crashed mid-run")
+        done.append(1)
+        return stages._clean_task(*args)
+
+    monkeypatch.setattr(stages, "_CLEAN", dataclasses.replace(stages._CLEAN, work=work))
+
+
+def test_a_crashed_rerun_leaves_no_manifest_and_the_next_stage_refuses_its_folder(synth_dir, tmp_path, monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        shutil.copy(synth_dir / f"panel_{i:04d}.png", src)
+    out, crops = tmp_path / "clean", tmp_path / "crops"
+    clean_text(CONFIG, src, out)
+    (src / "panel_0002.png").unlink()  # its outputs are stale from now on
+    with monkeypatch.context() as mp:
+        _crash_after_first(mp)
+        with pytest.raises(RuntimeError, match="crashed"):
+            clean_text(CONFIG, src, out)
+    assert not (out / "manifest.json").exists()  # nothing claims the half-rewritten folder is complete
+    with pytest.raises(PrepError, match=f"{out}.*did not finish"):
+        crop_subjects(CONFIG, out, crops)
+    assert not crops.exists()
+    # the next complete run still removes what the last complete run wrote for the removed input
+    report = clean_text(CONFIG, src, out)
+    assert report.totals["ok"] == 2 and json.loads((out / "manifest.json").read_text())["totals"]["ok"] == 2
+    assert sorted(files(out / "images")) == sorted(files(out / "masks")) == ["panel_0000.png", "panel_0001.png"]
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["manifest.json"]
+    assert crop_subjects(CONFIG, out, crops).totals["ok"] == 2
+    # a first run that crashes leaves no manifest either
+    with monkeypatch.context() as mp:
+        _crash_after_first(mp)
+        with pytest.raises(RuntimeError, match="crashed"):
+            clean_text(CONFIG, src, tmp_path / "first")
+    assert not (tmp_path / "first" / "manifest.json").exists()
+    with pytest.raises(PrepError, match="first.*did not finish"):
+        crop_subjects(CONFIG, tmp_path / "first", tmp_path / "crops2")
+
+
+def test_a_failed_caption_lists_no_crop_and_its_stale_files_are_removed(chain, tmp_path):
+    (_clean, crop, _caption), _ = chain
+    crops, data = tmp_path / "crops", tmp_path / "data"
+    shutil.copytree(crop.output_dir, crops)
+    caption_dataset(CONFIG, crops, data)
+    stale = {c.image for c in {i.input: i for i in crop.items}["panel_0001.png"].crops}
+    assert stale and all((data / rel).is_file() for rel in stale)
+    for rel in stale:  # the crop no longer decodes on the re-run
+        (crops / rel).write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    report = caption_dataset(CONFIG, crops, data)
+    item = {i.input: i for i in report.items}["panel_0001.png"]
+    assert item.status == "failed" and "images/panel_0001" in item.reason and item.crops == []
+    manifest = json.loads((data / "manifest.json").read_text())
+    listed = {p for i in manifest["items"] for c in i["crops"] for p in (c["image"], c["caption_file"])}
+    assert listed and all((data / rel).is_file() for rel in listed)  # only files this run wrote
+    assert not any((data / rel).exists() or (data / rel).with_suffix(".txt").exists() for rel in stale)
+    assert sorted(files(data / "images")) == sorted(p[len("images/"):] for p in listed)
+    rows = [json.loads(line) for line in (data / "metadata.jsonl").read_text().splitlines()]
+    assert not {r["file_name"] for r in rows} & stale

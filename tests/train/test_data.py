@@ -122,3 +122,18 @@ def test_batch_order_shards_across_processes():
     shards = [BatchOrder(targets, 2, seed=1, world_size=2, rank=r) for r in range(2)]
     seen = Counter(i for r in range(2) for m in range(2) for i in shards[r].batch(m))
     assert seen == Counter(range(8))
+
+
+def test_a_dataset_a_prep_stage_did_not_finish_is_refused(tmp_path):
+    """The caption stage marks its folder while it writes (fitad.prep.stages.INCOMPLETE): never train on half."""
+    from fitad.prep.stages import INCOMPLETE
+    from fitad.train.data import DatasetError, load_dataset
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (64, 64), "red").save(images / "a.png")
+    (images / "a.txt").write_text("sks")
+    assert len(load_dataset(tmp_path, 64)) == 1
+    (tmp_path / INCOMPLETE).write_text("{}")
+    with pytest.raises(DatasetError, match="did not finish"):
+        load_dataset(tmp_path, 64)

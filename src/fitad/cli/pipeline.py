@@ -83,7 +83,8 @@ def params_cmd() -> None:
     from fitad.pipeline.params import resolve_params
 
     for name, value in dataclasses.asdict(resolve_params()).items():
-        click.echo(f"{name:20} {value!r}")
+        shown = "(computed by run and submit: the step cache's fingerprint)" if name.endswith("_version") else repr(value)
+        click.echo(f"{name:20} {shown}")
 
 
 @pipeline_group.command("compile")

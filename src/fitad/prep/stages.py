@@ -21,6 +21,14 @@ unprocessed, so the final report lists every input as prepare()'s does. caption_
 A stage re-run into the same folder rewrites it: files its previous manifest lists and the new run
 did not write again are deleted, after every listed path has been checked to stay inside the folder;
 nothing else is ever deleted. The stages do not resume: use :func:`fitad.prep.run.prepare` for that.
+
+A run first replaces the folder's ``manifest.json`` with ``manifest.incomplete.json`` (what the
+previous complete run wrote, for the stale-file removal of the next run), and writes
+``manifest.json`` only once it is done: a run that crashes leaves no manifest, and no later stage
+reads a folder that holds the marker without a manifest. caption_dataset also removes
+``report.json`` and ``metadata.jsonl`` at its start. An input folder that is the output folder or lies
+inside it, or an input file that lies in a folder the stage writes, is refused before anything is
+written.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from fitad.prep.run import (Backends, PrepError, StepTimer, caption_crops, clean
 __all__ = ["MANIFEST", "StageItem", "StageReport", "caption_dataset", "clean_text", "crop_subjects"]
 
 MANIFEST = "manifest.json"
+INCOMPLETE = "manifest.incomplete.json"  # a run started and has not finished (see the module docstring)
 MASKS_DIR = "masks"
 CLEAN, CROP, CAPTION = "clean_text", "crop_subjects", "caption_dataset"
 
@@ -226,9 +235,10 @@ def _crop_task(task: StageTask, config: PrepConfig, backends: Backends, worker: 
 
 def _caption_task(task: StageTask, config: PrepConfig, backends: Backends, worker: dict[str, Any]) -> StageItem:
     item, timer = task.start(backends, worker), StepTimer()
+    sources, item.crops = item.crops, []  # a failed item lists no file: only the crops written below
     pngs: list[bytes] = []
     images: list[np.ndarray] = []
-    for crop in item.crops:
+    for crop in sources:
         data, loaded = _read_image(task, crop.image, config, item)
         if data is None or loaded is None:
             return _finish(item, timer, "failed")
@@ -243,7 +253,7 @@ def _caption_task(task: StageTask, config: PrepConfig, backends: Backends, worke
         return _processing_failed(item, timer, exc)
     timer.restart()
     crops = []
-    for crop, caption, data in zip(item.crops, captions, pngs):
+    for crop, caption, data in zip(sources, captions, pngs):
         image_rel, caption_rel = write_pair(Path(task.output_dir), Path(crop.image).stem, data, caption)
         crops.append(CropRecord(image_rel, caption_rel, caption, crop.subject_bbox, crop.crop_box))
     item.crops = crops
@@ -372,15 +382,18 @@ class _Stage:
     dataset: bool = False   # also write metadata.jsonl and report.json (prepare()'s dataset layout)
 
 
-def _previous_outputs(out: Path, stage: _Stage) -> list[Path]:
-    """Files the previous run of this stage wrote in ``out`` (its manifest), all checked before any is deleted."""
-    path = out / MANIFEST
+def _previous_outputs(out: Path, stage: _Stage) -> tuple[list[Path], list[Any]]:
+    """Files the last complete run of this stage wrote in ``out``, all checked before any is deleted, and its items.
+
+    Read from the manifest, or from the marker a run that did not finish left in its place.
+    """
+    path = next((p for p in (out / MANIFEST, out / INCOMPLETE) if p.is_file()), None)
+    if path is None:
+        return [], []
     data = _read_manifest(path, stage.name)
-    if data is None:
-        if path.is_file():  # written by something else: overwriting it would lose track of that output
-            raise PrepError(f"{str(out)!r} holds a {MANIFEST} that is not {stage.name}'s: write {stage.name} "
-                            "into another folder; nothing was changed")
-        return []
+    if data is None:  # written by something else: overwriting it would lose track of that output
+        raise PrepError(f"{str(out)!r} holds a {path.name} that is not {stage.name}'s: write {stage.name} "
+                        "into another folder; nothing was changed")
     files = []
     for item in _manifest_items(data, path, out):
         for rel in item.output_files():
@@ -388,7 +401,42 @@ def _previous_outputs(out: Path, stage: _Stage) -> list[Path]:
                 raise PrepError(f"{path}: item {item.input!r} lists {rel!r}, outside {', '.join(stage.dirs)}/ "
                                 "of the output directory; nothing was changed")
             files.append(out / rel)
-    return files
+    return files, data["items"]
+
+
+def _begin(out: Path, stage: _Stage, previous_items: list[Any]) -> None:
+    """Replace the manifest with the marker: a run that crashes from here on leaves no manifest claiming the folder."""
+    atomic_write_json(out / INCOMPLETE, {
+        "stage": stage.name,
+        "incomplete": f"a {stage.name} run into this folder started and has not finished; the items are what the "
+                      f"last complete run wrote (removed when stale); {MANIFEST} is written at the end",
+        "items": previous_items})
+    for name in (MANIFEST, *(("report.json", "metadata.jsonl") if stage.dataset else ())):
+        (out / name).unlink(missing_ok=True)
+
+
+def _check_folders(stage: _Stage, src: Path, out: Path) -> None:
+    """Refuse an input folder that is the output folder or lies inside it, or that a crashed run left incomplete."""
+    if src.resolve() == out.resolve() or src.resolve().is_relative_to(out.resolve()):
+        raise PrepError(f"the output directory must differ from the input directory and must not contain it: "
+                        f"{stage.name} would write over its inputs (input {str(src)!r}, output {str(out)!r}); "
+                        "nothing was changed")
+    if (src / INCOMPLETE).is_file() and not (src / MANIFEST).is_file():
+        raise PrepError(f"{str(src)!r} holds {INCOMPLETE} and no {MANIFEST}: the run that writes it did not finish "
+                        f"(it crashed or is still running); run that stage into it again before {stage.name} "
+                        "reads it; nothing was changed")
+
+
+def _check_reads(stage: _Stage, plan: _Plan, out: Path) -> None:
+    """Refuse a file to read that lies in a folder the stage writes (a link into it): it could be written over."""
+    written = {out.resolve(), *((out / name).resolve() for name in stage.dirs)}
+    for task in plan.tasks:
+        for rel in filter(None, (task.source, task.mask, *(crop.image for crop in task.item.crops))):
+            path = Path(task.input_dir) / rel
+            if path.resolve().parent in written:
+                raise PrepError(f"input {str(path)!r} resolves to {str(path.resolve())!r}, in a folder "
+                                f"{stage.name} writes in the output directory {str(out)!r}: it could be written "
+                                "over; nothing was changed")
 
 
 def _remove_stale(out: Path, previous: list[Path], items: list[StageItem]) -> None:
@@ -413,10 +461,10 @@ def _run(stage: _Stage, config: PrepConfig, input_dir: str | os.PathLike, output
     src, out = Path(input_dir), Path(output_dir)
     if not src.is_dir():
         raise PrepError(f"input directory {str(src)!r} does not exist or is not a directory")
-    if out.resolve() == src.resolve():
-        raise PrepError("the output directory must differ from the input directory")
+    _check_folders(stage, src, out)
     plan = stage.plan(src, out, config)
-    previous = _previous_outputs(out, stage)
+    _check_reads(stage, plan, out)
+    previous, previous_items = _previous_outputs(out, stage)
     out.mkdir(parents=True, exist_ok=True)
     try:
         for name in stage.dirs:
@@ -425,6 +473,7 @@ def _run(stage: _Stage, config: PrepConfig, input_dir: str | os.PathLike, output
         raise PrepError(f"unsafe output directory, nothing was changed: {exc}") from None
     for name in stage.dirs:
         (out / name).mkdir(exist_ok=True)
+    _begin(out, stage, previous_items)
 
     items = list(plan.carried)
     if on_start:
@@ -457,6 +506,7 @@ def _run(stage: _Stage, config: PrepConfig, input_dir: str | os.PathLike, output
         store.write_metadata(list(items))
         store.write_report(report.to_dict())
     atomic_write_json(report.manifest_path, report.to_dict())  # last: a complete manifest means a complete stage
+    (out / INCOMPLETE).unlink(missing_ok=True)
     return report
 
 

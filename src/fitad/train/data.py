@@ -46,6 +46,9 @@ BUCKET_STEP = 64
 MAX_PIXELS = 2 * 89_478_485
 
 
+UNFINISHED_MARK = "manifest.incomplete.json"  # fitad.prep.stages.INCOMPLETE: not imported (prep pulls in OpenCV)
+
+
 class DatasetError(ValueError):
     """The training dataset cannot be used; the message names the directory or files and the problem."""
 
@@ -144,6 +147,9 @@ def load_dataset(dataset_dir: str | Path, resolution: int, *, aspect_buckets: bo
     root = Path(dataset_dir)
     if not root.is_dir():
         raise DatasetError(f"dataset directory {str(root)!r} does not exist")
+    if (root / UNFINISHED_MARK).is_file():  # the prep stage writing it stopped half-way (fitad.prep.stages)
+        raise DatasetError(f"dataset {str(root)!r} is incomplete: the prep run writing it did not finish "
+                           f"({UNFINISHED_MARK} is there); run that stage again")
     problems: list[str] = []
     metadata = root / "metadata.jsonl"
     items = _from_metadata(root, metadata, problems) if metadata.is_file() else _from_folder(root, problems)
