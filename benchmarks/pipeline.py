@@ -5,7 +5,7 @@ Three runs into a temporary folder and MLflow store, on the embedded defaults (8
 yet: it fills the cache), then a variant (rank 4) that reuses the four prep steps from the cache and runs
 train -> register again. Per step: the seconds of its MLflow run (the stage's own work), and for each pipeline
 run the wall time of the whole command (process starts, imports and kfp.local's bookkeeping included).
-About 3 minutes on 2 cores.
+About 2 minutes on 2 cores; most of a run's wall time is each step's process start (torch, diffusers, MLflow imports).
 """
 
 from __future__ import annotations
