@@ -82,3 +82,8 @@ def test_prep_version_ignores_what_only_training_reads():
     assert prep_version(PipelineParams(text_box_threshold=0.5)) != base
     assert prep_version(PipelineParams(captioner="blip")) != base
     assert config_version(PipelineParams(rank=4)) != config_version(PipelineParams())
+
+
+def test_what_only_register_reads_re_trains_nothing():
+    base = config_version(PipelineParams())
+    assert config_version(PipelineParams(min_clip_i=0.7, min_clip_t=0.2, model_name="shop-a")) == base

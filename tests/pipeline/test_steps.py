@@ -347,7 +347,8 @@ def test_close_step_fails_what_a_killed_pod_left_running(mlflow_store, tmp_path)
     killed = open_stage_run("mlflow", "train", tmp_path / "a", experiment="fitad", pipeline_tags={RUN_ID_TAG: "r1"})
     other = open_stage_run("mlflow", "train", tmp_path / "b", experiment="fitad", pipeline_tags={RUN_ID_TAG: "r2"})
     client = MlflowClient(mlflow_store)
-    assert close_step("SUCCEEDED", "", "fitad", "r1") == 0
+    for success in ("SUCCEEDED", "COMPLETE", "CACHED"):  # the API's and ML Metadata's spellings
+        assert close_step(success, "", "fitad", "r1") == 0
     assert close_step("FAILED", "pod train-lora: OOMKilled", "fitad", "r1") == 2  # the stage run and its pipeline run
     for run_id in (killed.run_id, killed.parent_run_id):
         run = client.get_run(run_id)

@@ -293,3 +293,16 @@ def test_a_failed_caption_lists_no_crop_and_its_stale_files_are_removed(chain, t
     assert sorted(files(data / "images")) == sorted(p[len("images/"):] for p in listed)
     rows = [json.loads(line) for line in (data / "metadata.jsonl").read_text().splitlines()]
     assert not {r["file_name"] for r in rows} & stale
+
+
+def test_prepare_over_a_crashed_stage_folder_leaves_a_whole_dataset(tmp_path, panels):
+    """`fitad prep` (what dvc repro runs) rewriting a folder a stage left unfinished clears the stage's marker."""
+    from fitad.prep.stages import INCOMPLETE
+    from fitad.train.data import load_dataset
+
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / INCOMPLETE).write_text("{}")
+    prepare(PrepConfig(resolution=64), panels, out)
+    assert not (out / INCOMPLETE).exists()
+    assert len(load_dataset(out, 64)) >= 1

@@ -137,3 +137,5 @@ def test_a_dataset_a_prep_stage_did_not_finish_is_refused(tmp_path):
     (tmp_path / INCOMPLETE).write_text("{}")
     with pytest.raises(DatasetError, match="did not finish"):
         load_dataset(tmp_path, 64)
+    (tmp_path / "report.json").write_text("{}")  # a finished prep wrote its report over the crashed run's folder
+    assert len(load_dataset(tmp_path, 64)) == 1

@@ -156,7 +156,8 @@ def run_cmd(local_run: bool, params: tuple[str, ...], root: Path, cache: bool, p
 @click.option("--experiment", default="fitad", show_default=True, help="Kubeflow experiment to file the run under.")
 @click.option("--namespace", default=None, help="Kubeflow profile namespace (multi-user installs).")
 @click.option("--token", envvar="FITAD_KFP_TOKEN", default=None,
-              help="Bearer token for the API ($FITAD_KFP_TOKEN), e.g. `kubectl create token default-editor -n NS`.")
+              help="Bearer token for the API. Prefer $FITAD_KFP_TOKEN (a command line is visible to other local "
+                   "users), e.g. export FITAD_KFP_TOKEN=$(kubectl create token default-editor -n NS).")
 @click.option("--run-name", default=None, help="Name of the run (default: Kubeflow's).")
 @click.option("--service-account", default=None, help="Service account of the run's pods (k8s/: fitad-pipeline).")
 @click.option("--cache/--no-cache", default=True, show_default=True, help="Let Kubeflow reuse cached steps.")
@@ -168,6 +169,9 @@ def submit_cmd(host: str, params: tuple[str, ...], experiment: str, namespace: s
                params_path: Path | None) -> None:
     """Compile this checkout's pipeline and start a run of it on a Kubeflow Pipelines cluster."""
     arguments = _arguments(params, params_path)
+    if arguments["data_version"].startswith(("unlisted-", "unseen-")):
+        click.echo(f"fitad pipeline: {arguments['data_uri']} cannot be read from here, so the step cache cannot tell "
+                   "whether it changed: fetch and every step after it will run again", err=True)
     args = ["submit", "--host", host, "--experiment", experiment, "--arguments", json.dumps(arguments)]
     for flag, value in (("--namespace", namespace), ("--run-name", run_name), ("--service-account", service_account)):
         if value:

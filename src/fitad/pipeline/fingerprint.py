@@ -6,6 +6,9 @@ image tag, so ``fitad pipeline run|submit`` computes fingerprints and passes the
 the fetch step (what is at the URI now), ``prep_version`` to the data steps (the fitad source and the synth and
 prep settings) and ``config_version`` to train, export and evaluate (the source and every stage's settings). A
 change makes the cache miss from the first step that sees it on; a new base model re-trains without redoing OCR.
+On a cluster the fingerprints describe the submitting checkout, so the image should be built from it (a rebuilt
+image under the same tag with other code is not seen), and a bucket this machine cannot list gets a unique
+``data_version`` (fetch and everything after it run again): give the submitting shell read access to use the cache.
 """
 
 from __future__ import annotations
@@ -71,12 +74,17 @@ def source_digest() -> str:
     return h.hexdigest()[:16]
 
 
+# read only by register, which is never cached: a new gate floor must not re-train
+ONLY_REGISTER = ("registry", "gate")
+
+
 def config_version(params: Any, params_path: str | os.PathLike | None = None, stages: tuple[str, ...] | None = None
                    ) -> str:
-    """The code and the resolved settings of ``stages`` (default: all) a run's steps will use."""
+    """The code and the resolved settings of ``stages`` (default: all the cached steps read) a run will use."""
     from fitad.config import SynthConfig, load_section
 
-    configs = {stage: dataclasses.asdict(cfg) for stage, cfg in params.stage_configs(params_path).items()}
+    configs = {stage: dataclasses.asdict(cfg) for stage, cfg in params.stage_configs(params_path).items()
+               if stage not in ONLY_REGISTER}
     configs["synth"] = dataclasses.asdict(load_section(SynthConfig, params_path))
     chosen = {k: v for k, v in configs.items() if stages is None or k in stages}
     return _digest({"fitad": fitad.__version__, "source": source_digest(), "configs": chosen})

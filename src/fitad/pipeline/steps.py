@@ -20,6 +20,7 @@ from fitad.pipeline.params import PipelineParams, profile_env
 
 RUN_ID_TAG = "kfp.pipeline_run_id"
 RUN_NAME_TAG = "kfp.pipeline_run_name"
+SUCCEEDED = {"SUCCEEDED", "COMPLETE", "CACHED"}  # a run's final state as Kubeflow's backends spell success
 _PARAM_NAMES = {f.name for f in dataclasses.fields(PipelineParams)}
 
 
@@ -200,7 +201,7 @@ def close_step(state: str, error_message: str, experiment: str, kfp_run_id: str)
     """The exit handler's work: when the Kubeflow run did not succeed, every MLflow run of it still RUNNING (its
     pod was killed, evicted or timed out, so its own error handling never ran) is marked FAILED with the final
     state and message. Returns how many runs it closed; never raises (an exit handler must not fail the run)."""
-    if state == "SUCCEEDED" or not kfp_run_id:
+    if state in SUCCEEDED or not kfp_run_id:
         return 0
     from fitad.tracking.lineage import FAILURE_TAG
 

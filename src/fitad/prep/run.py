@@ -595,6 +595,8 @@ def prepare(config: PrepConfig, input_dir: str | os.PathLike, output_dir: str | 
                                   "why": {k: sorted(v) for k, v in backend_notes.items()}},
                         config=to_dict(config), ignored=ignored)
     store.write_report(report.to_dict())
+    # a stage run that crashed here earlier left its marker (fitad.prep.stages.INCOMPLETE): the folder is whole now
+    (out / "manifest.incomplete.json").unlink(missing_ok=True)
     return report
 
 

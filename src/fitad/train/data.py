@@ -147,7 +147,8 @@ def load_dataset(dataset_dir: str | Path, resolution: int, *, aspect_buckets: bo
     root = Path(dataset_dir)
     if not root.is_dir():
         raise DatasetError(f"dataset directory {str(root)!r} does not exist")
-    if (root / UNFINISHED_MARK).is_file():  # the prep stage writing it stopped half-way (fitad.prep.stages)
+    # the caption stage removes report.json when it starts and marks the folder until it ends (fitad.prep.stages)
+    if (root / UNFINISHED_MARK).is_file() and not (root / "report.json").is_file():
         raise DatasetError(f"dataset {str(root)!r} is incomplete: the prep run writing it did not finish "
                            f"({UNFINISHED_MARK} is there); run that stage again")
     problems: list[str] = []
