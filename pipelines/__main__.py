@@ -12,6 +12,7 @@ from pathlib import Path
 
 COMPILED = Path(__file__).resolve().parent / "character_lora.yaml"
 TOKEN_ENV = "FITAD_KFP_TOKEN"
+RESULT = "@fitad-result "  # marks the one line of stdout that is the door's answer, among the steps' logs
 
 
 def compile_to(path: Path, gpu: bool = True) -> None:
@@ -82,7 +83,7 @@ def main(argv: list) -> int:
     opts = parser.parse_args(argv)
     if opts.command == "compile":
         compile_to(Path(opts.out), gpu=opts.gpu)
-        print(json.dumps({"compiled": opts.out}))
+        print(RESULT + json.dumps({"compiled": opts.out}))
         return 0
     arguments = json.loads(opts.arguments)
     if opts.command == "run-local":
@@ -90,14 +91,14 @@ def main(argv: list) -> int:
         try:
             run_local(arguments, opts.root, opts.cache, hits)
         except RuntimeError as exc:  # kfp.local: a task failed; its log is above
-            print(json.dumps({"failed": str(exc), "cached": hits.tasks}))
+            print(RESULT + json.dumps({"failed": str(exc), "cached": hits.tasks}))
             return 1
-        print(json.dumps({"succeeded": True, "cached": hits.tasks}))
+        print(RESULT + json.dumps({"succeeded": True, "cached": hits.tasks}))
         return 0
     try:
-        print(json.dumps(submit(arguments, opts)))
+        print(RESULT + json.dumps(submit(arguments, opts)))
     except Exception as exc:  # an unreachable host, a refused token, an API error: one line, not a traceback
-        print(json.dumps({"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:500]}"}))
+        print(RESULT + json.dumps({"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:500]}"}))
         return 1
     return 0
 

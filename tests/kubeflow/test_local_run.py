@@ -81,6 +81,10 @@ def test_the_rerun_reuses_the_cached_steps_and_registers(runs):
     assert [summary["steps"][s] for s in PREP_STEPS] == ["cached"] * 4
     assert [summary["steps"][s] for s in ("train-lora", "export-lora", "evaluate-lora", "register-model")] == \
         ["ran"] * 4
+    # the terminal gets one line per step; the steps' whole logs go to the run root's last-run.log
+    assert done.stderr.count("finished with status SUCCESS") == 5 + 1  # 4 ran + the exit handler, + the pipeline
+    assert "parameterValues" not in done.stderr
+    assert "parameterValues" in (runs["root"] / "last-run.log").read_text()
     registration = summary["registration"]
     assert registration["name"] == "fitad-sks" and registration["version"] == "1"
     assert registration["gate"] == "pass" and registration["approved"] is True

@@ -6,9 +6,11 @@ compiled or sent), then runs ``python -m pipelines ...`` in the project root. kf
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -29,25 +31,32 @@ def _root() -> Path:
     return root
 
 
-def _door(args: list[str], env: dict[str, str] | None = None) -> tuple[int, dict]:
-    """Run ``python -m pipelines ARGS``; its log streams through, its last stdout line is the JSON result."""
+RESULT = "@fitad-result "  # pipelines/__main__.py marks its answer with it
+# the lines of a local run worth showing without --verbose: steps starting, ending, cache hits, errors
+HEADLINE = re.compile(r"Running pipeline|finished with status|cache hit|ERROR|Error|Traceback|raise |Exception")
+
+
+def _door(args: list[str], env: dict[str, str] | None = None, log: Path | None = None,
+          verbose: bool = True) -> tuple[int, dict]:
+    """Run ``python -m pipelines ARGS``. Its output goes to ``log`` (when given) and to stderr (every line, or
+    with ``verbose=False`` only the headlines); the line marked RESULT is its JSON answer."""
     root = _root()
     env = {**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(filter(None, [str(root),
                                                                                      os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen([sys.executable, "-m", "pipelines", *args], cwd=root, env=env, stdout=subprocess.PIPE,
-                            text=True)
-    last = ""
+                            stderr=subprocess.STDOUT, text=True)
+    answer: dict = {}
     assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("{"):
-            last = line
-        else:
-            click.echo(line, nl=False, err=True)
-    code = proc.wait()
-    try:
-        return code, json.loads(last) if last else {}
-    except ValueError:
-        return code, {}
+    with (log.open("w", encoding="utf-8") if log else contextlib.nullcontext()) as sink:
+        for line in proc.stdout:
+            if line.startswith(RESULT):
+                answer = json.loads(line[len(RESULT):])
+                continue
+            if sink:
+                sink.write(line)
+            if verbose or HEADLINE.search(line):
+                click.echo(line, nl=False, err=True)
+    return proc.wait(), answer
 
 
 def _arguments(params: tuple[str, ...], params_path: Path | None, local: bool = False) -> dict:
@@ -122,7 +131,9 @@ def compile_cmd(out: Path | None, check: bool, cpu: bool) -> None:
               help="Reuse the outputs of steps whose inputs did not change (a re-run starts at the failed step).")
 @click.option("--params", "params_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="params.yaml the steps read (default: the project's).")
-def run_cmd(local_run: bool, params: tuple[str, ...], root: Path, cache: bool, params_path: Path | None) -> None:
+@click.option("--verbose", is_flag=True, help="Show every step's whole log (it always goes to ROOT/last-run.log).")
+def run_cmd(local_run: bool, params: tuple[str, ...], root: Path, cache: bool, params_path: Path | None,
+            verbose: bool) -> None:
     """Run the whole pipeline locally: each step a subprocess of this Python, artifacts passed between them,
     MLflow runs nested under one pipeline run tagged with the Kubeflow run id, the model registered at the end."""
     from fitad.pipeline.local import latest_run_dir, summarize_run
@@ -137,15 +148,19 @@ def run_cmd(local_run: bool, params: tuple[str, ...], root: Path, cache: bool, p
            "MLFLOW_TRACKING_URI": default_tracking_uri()}  # every step reports to one store, wherever it runs
     started = time.time()
     click.echo(f"fitad pipeline: running locally with {arguments}; artifacts under {root}", err=True)
+    root.mkdir(parents=True, exist_ok=True)
+    log = root / "last-run.log"
     code, result = _door(["run-local", "--root", str(root), "--arguments", json.dumps(arguments),
-                          *([] if cache else ["--no-cache"])], env)
+                          *([] if cache else ["--no-cache"])], env, log=log, verbose=verbose)
     run_dir = latest_run_dir(root, after=started - 1)
     summary = {**(summarize_run(run_dir, result.get("cached", ())) if run_dir else {}),
                "seconds": round(time.time() - started, 1), **{k: v for k, v in result.items() if k != "cached"}}
     click.echo(json.dumps(summary, indent=2))
     if code:
+        if not verbose:  # the failing step's own words: the end of its log
+            click.echo("".join(log.read_text(encoding="utf-8").splitlines(keepends=True)[-40:]), err=True)
         raise click.ClickException(f"the pipeline failed: {result.get('failed', 'see the log above')}; the outputs "
-                                   "of the steps that finished are kept, and a re-run reuses them")
+                                   f"of the steps that finished are kept, and a re-run reuses them (whole log: {log})")
 
 
 @pipeline_group.command("submit")
