@@ -68,7 +68,9 @@ def _copy_folder(folder: Path, out: Path) -> list[str]:
     return names
 
 
-def _download_s3(uri: str, out: Path) -> list[str]:
+def list_s3(uri: str) -> tuple[Any, str, list[dict[str, Any]]]:
+    """The client, the bucket and the objects ``fetch_images`` takes from ``s3://bucket/prefix``: the top level of
+    the prefix, without hidden files and stage records. Raises DataSourceError for what cannot be read."""
     try:
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError
@@ -81,18 +83,27 @@ def _download_s3(uri: str, out: Path) -> list[str]:
         prefix += "/"
     endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None
     client = boto3.client("s3", endpoint_url=endpoint)
-    names = []
+    objects = []
     try:
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
             for item in page.get("Contents", []):
                 name = item["Key"][len(prefix):]
-                if not name or name.startswith(".") or "/" in name or name in RESERVED:
-                    continue
-                body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-                atomic_write_bytes(out / name, body)
-                names.append(name)
+                if name and not name.startswith(".") and "/" not in name and name not in RESERVED:
+                    objects.append({**item, "Name": name})
     except (BotoCoreError, ClientError) as exc:
         raise DataSourceError(f"{uri}: {exc}") from None
-    if not names:
+    return client, bucket, objects
+
+
+def _download_s3(uri: str, out: Path) -> list[str]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client, bucket, objects = list_s3(uri)
+    try:
+        for item in objects:
+            atomic_write_bytes(out / item["Name"], client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+    except (BotoCoreError, ClientError) as exc:
+        raise DataSourceError(f"{uri}: {exc}") from None
+    if not objects:
         raise DataSourceError(f"{uri}: no files under this prefix")
-    return names
+    return [item["Name"] for item in objects]

@@ -49,19 +49,14 @@ def data_version(data_uri: str) -> str:
 
 
 def _s3_listing(uri: str) -> list[tuple[str, int, str]] | None:
-    try:
-        import boto3
+    """What fetch would download (keys, sizes, ETags), or None when this machine cannot list it."""
+    from fitad.pipeline.data import list_s3
 
-        bucket, _, prefix = uri[len("s3://"):].partition("/")
-        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL") or None
-        client = boto3.client("s3", endpoint_url=endpoint)
-        prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
-        out = []
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
-            out += [(o["Key"], o["Size"], o["ETag"]) for o in page.get("Contents", [])]
-        return out
+    try:
+        _client, _bucket, objects = list_s3(uri)
     except Exception:  # no boto3, no credentials here, no network: the cluster will read it, we cannot
         return None
+    return [(o["Key"], o["Size"], o["ETag"]) for o in objects]
 
 
 def source_digest() -> str:
