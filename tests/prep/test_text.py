@@ -8,7 +8,8 @@ from PIL import Image, ImageDraw
 
 from fitad.prep.config import PrepConfig
 from fitad.prep.text import (EASYOCR_DETECTOR_FILE, EasyOCRDetector, RapidOCRDetector, crosses_box_only,
-                             easyocr_polygons, inpaint, make_text_detector, remove_text, text_mask)
+                             detect_text, drop_line_art, easyocr_polygons, inpaint, make_text_detector, remove_text,
+                             rotate_back, text_mask)
 
 
 def text_image(lines=(("HELLO WORLD", (30, 30)), ("안녕하세요", (30, 110)))):
@@ -93,6 +94,53 @@ def test_line_art_detection_is_dropped_but_glyphs_are_kept():
     x0, y0, x1, y1 = boxes[0]
     glyph_box = np.array([[x0 - 6, y0 - 6], [x1 + 6, y0 - 6], [x1 + 6, y1 + 6], [x0 - 6, y1 + 6]], np.float32)
     assert not crosses_box_only(rgb, glyph_box)
+
+
+def test_overlapping_polygons_are_all_filled():
+    a = np.array([[10, 10], [50, 10], [50, 50], [10, 50]], np.float32)
+    b = a + 20                                                      # overlaps a on [30, 50)^2
+    mask = text_mask((80, 80), [a, b]) > 0
+    expected = np.zeros((80, 80), bool)
+    expected[10:51, 10:51] = expected[30:71, 30:71] = True
+    assert np.array_equal(mask, expected)
+
+
+def test_a_tight_box_on_big_outlined_lettering_is_kept():
+    """The detector's box can sit inside an outlined glyph's stroke; grown by a quarter of its side, a glyph lies within."""
+    rgb = np.full((160, 160, 3), 250, np.uint8)
+    rgb[40:120, 40:120] = 0                                         # one thick glyph-like blob
+    rgb[55:105, 55:105] = 250
+    tight = np.array([[45, 45], [115, 45], [115, 115], [45, 115]], np.float32)
+    assert crosses_box_only(rgb, tight)                             # seen from the tight box: strokes cross the edge
+    assert len(drop_line_art(rgb, [tight])) == 1                    # the grown box holds the glyph: kept
+    legs = np.full((160, 160, 3), 250, np.uint8)
+    legs[:, 60:66] = legs[:, 100:106] = 0
+    assert drop_line_art(legs, [tight]) == []                       # strokes that run on past the grown box: line art
+
+
+def test_turned_pass_maps_columns_back():
+    rgb = np.zeros((30, 50, 3), np.uint8)
+    turned = np.rot90(rgb, -1)                                      # 50 rows, 30 columns
+    assert turned.shape[:2] == (50, 30)
+    # the turned image's pixel (u, v) shows the original pixel (x = v, y = 29 - u)
+    probe = np.zeros((30, 50), np.uint8)
+    probe[7, 12] = 1
+    v, u = np.argwhere(np.rot90(probe, -1) == 1)[0]
+    assert np.allclose(rotate_back(np.array([[u, v]], np.float32), 30), [[12, 7]])
+
+
+def test_vertical_column_found_by_the_turned_pass(rapid):
+    from fitad.fonts import load_font
+
+    img = Image.new("RGB", (240, 420), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    for i, ch in enumerate("안녕하세요반가워"):
+        draw.text((100, 20 + 48 * i), ch, font=load_font(40), fill=(0, 0, 0))
+    rgb = np.asarray(img).copy()
+    box = (96, 16, 146, 20 + 48 * 8)
+    upright = text_mask(rgb.shape, detect_text(rapid, rgb, PrepConfig(detect_vertical=False, detect_small_side=0)))
+    both = text_mask(rgb.shape, detect_text(rapid, rgb, PrepConfig(detect_vertical=True, detect_small_side=0)))
+    assert covered(both, box) >= 0.8 and covered(both, box) >= covered(upright, box)
 
 
 # ---------------------------------------------------------------- EasyOCR

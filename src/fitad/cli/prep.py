@@ -34,7 +34,7 @@ def prep_group() -> None:
 
     \b
     fitad prep INPUT_DIR OUTPUT_DIR --trigger sks [--class-word girl] [--workers 2]
-    fitad prep evaluate DATA_DIR [--synthesize 48]     quality against synth ground truth
+    fitad prep evaluate DATA_DIR [--synthesize 48]     quality against ground truth (synth format)
 
     \b
     The same as three stages, each folder -> folder with a manifest.json (e.g. one pipeline step each;
@@ -226,7 +226,12 @@ without redoing text cleanup or segmentation. Exit code 1 if any input failed.""
 @prep_group.command("evaluate")
 @click.argument("data_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--synthesize", "synth_n", type=click.IntRange(1, 10_000), default=None,
-              help="First write this many fitad.synth panels into DATA_DIR if it holds none.")
+              help="First draw this many panels into DATA_DIR if it holds none (see --generator).")
+@click.option("--generator", type=click.Choice(["synth", "styles"]), default="synth", show_default=True,
+              help="Panels --synthesize draws: fitad.synth's, or fitad.synth_styles' (other fonts, vertical text, "
+                   "narration boxes, city backgrounds, balloons across figures).")
+@click.option("--split", type=click.Choice(["dev", "holdout"]), default="dev", show_default=True,
+              help="fitad.synth_styles split for --synthesize (holdout: its own seeds and fonts, never tuned on).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthesized panels.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Score only the first N panels.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -235,20 +240,33 @@ without redoing text cleanup or segmentation. Exit code 1 if any input failed.""
 @_backend_options
 @config_options
 @click.pass_context
-def evaluate_cmd(ctx: click.Context, data_dir: Path, synth_n, seed, limit, output, check, text_detector,
-                 segmenter, rembg_model, inpaint_method, workers, params_path, overrides) -> None:
-    """Measure text-box recall, residual text, crop recall and mask IoU on fitad.synth panels in DATA_DIR."""
+def evaluate_cmd(ctx: click.Context, data_dir: Path, synth_n, generator, split, seed, limit, output, check,
+                 text_detector, segmenter, rembg_model, inpaint_method, workers, params_path, overrides) -> None:
+    """Score text cleanup and subject crops against the ground truth of the panels in DATA_DIR.
+
+    DATA_DIR holds panels in the synth JSON format (fitad.synth's or fitad.synth_styles': panel.png +
+    panel.json with texts and characters, masks/). Reported: text recall overall and per kind (bubble,
+    narration, vertical, sfx; a box counts when half of it is detected), residual text after cleanup,
+    characters found (a kept subject box at IoU >= 0.5, one to one), mean best IoU per character,
+    whole-character crops, false subjects per panel (kept subjects that are no character, or a piece
+    of one) and mask IoU, each against its target.
+    """
     from fitad.prep.config import PrepConfig
-    from fitad.prep.evaluate import evaluate, list_panels
+    from fitad.prep.evaluate import TEXT_KINDS, evaluate, list_panels
     from fitad.fsutil import atomic_write_json
 
     config = build_config(PrepConfig, params_path, overrides, text_detector=text_detector, segmenter=segmenter,
                           rembg_model=rembg_model, inpaint_method=inpaint_method, workers=workers)
     if synth_n and (not data_dir.is_dir() or not list_panels(data_dir)):
-        from fitad.config import SynthConfig
-        from fitad.synth import synthesize
+        if generator == "styles":
+            from fitad.synth_styles import synthesize_styles
 
-        synthesize(SynthConfig(n=synth_n, seed=seed), data_dir, progress=False)
+            synthesize_styles(data_dir, synth_n, seed=seed, split=split)
+        else:
+            from fitad.config import SynthConfig
+            from fitad.synth import synthesize
+
+            synthesize(SynthConfig(n=synth_n, seed=seed), data_dir, progress=False)
     try:
         report = evaluate(config, data_dir, limit=limit)
     except FileNotFoundError as exc:
@@ -258,13 +276,21 @@ def evaluate_cmd(ctx: click.Context, data_dir: Path, synth_n, seed, limit, outpu
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"prep quality on {len(report.panels)} synth panels ({data_dir})")
+    o = report.overall
+    table = Table(title=f"prep quality on {len(report.panels)} panels ({data_dir})")
     for col in ("metric", "value", "target", "ok"):
         table.add_column(col)
-    for key, (op, target) in report.targets.items():
-        table.add_row(key, f"{report.overall[key]:.4f}", f"{op} {target}",
-                      "[green]yes[/green]" if report.passed[key] else "[red]no[/red]")
-    table.caption = ", ".join(f"{k}={v}" for k, v in report.backends.items())
+    for key in ("text_recall", *(f"text_recall_{k}" for k in TEXT_KINDS), "residual_text", "characters_found",
+                "character_iou", "whole_character_crops", "false_subjects_per_panel", "mask_iou"):
+        value = o.get(key)
+        op, target = report.targets.get(key, ("", None))
+        ok = report.passed.get(key)
+        table.add_row(key, "-" if value is None else f"{value:.4f}", f"{op} {target}" if target is not None else "",
+                      "" if ok is None else ("[green]yes[/green]" if ok else "[red]no[/red]"))
+    table.caption = (f"{o['text_boxes']} text boxes {o['text_boxes_by_kind']}, {o['characters']} characters, "
+                     f"{o['false_subjects']} false subjects {o['false_subject_kinds']}, "
+                     f"{o['rejected_subjects']} rejected with a reason; "
+                     + ", ".join(f"{k}={v}" for k, v in report.backends.items()))
     Console().print(table)
     click.echo(json.dumps({"overall": report.overall, "passed": report.passed}))
     ctx.exit(1 if check and not report.all_passed else 0)

@@ -39,6 +39,8 @@ class PrepConfig:
     text_detector: str = "auto"
     easyocr_model_dir: str = "~/.EasyOCR/model"
     detect_max_side: int = 960
+    detect_small_side: int = 512    # a second pass on a copy this size finds big lettering (0: no second pass)
+    detect_vertical: bool = False   # a pass on the image turned 90 degrees finds vertical text columns
     text_box_threshold: float = 0.6
     text_unclip_ratio: float = 1.6
     text_drop_line_art: bool = True
@@ -78,6 +80,8 @@ class PrepConfig:
         check_range(s, "caption_num_beams", self.caption_num_beams, lo=1, hi=16)
         check_choice(s, "text_detector", self.text_detector, TEXT_DETECTORS)
         check_range(s, "detect_max_side", self.detect_max_side, lo=128, hi=4096)
+        if self.detect_small_side:
+            check_range(s, "detect_small_side", self.detect_small_side, lo=128, hi=4096)
         check_range(s, "text_box_threshold", self.text_box_threshold, lo=0.0, hi=1.0, lo_open=True)
         check_range(s, "text_unclip_ratio", self.text_unclip_ratio, lo=1.0, hi=4.0)
         check_range(s, "text_dilate_px", self.text_dilate_px, lo=0, hi=64)

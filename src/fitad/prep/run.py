@@ -39,7 +39,8 @@ from fitad.paths import UnsafePathError
 from fitad.prep.io import (ImageLoadError, check_file_bytes, encode_png, load_image, read_input, scan_inputs,
                            sha256_bytes)
 from fitad.prep.segment import Segmenter, make_segmenter, resolve_segmenter
-from fitad.prep.text import TextDetector, drop_line_art, make_text_detector, remove_text, resolve_text_detector
+from fitad.prep.text import (TextDetector, detect_text, drop_line_art, make_text_detector, remove_text,
+                             resolve_text_detector)
 
 STEPS = ("load", "detect", "inpaint", "segment", "crop", "caption", "write")
 # the backend kinds, named as in ItemRecord.backends
@@ -196,7 +197,7 @@ def clean_image(rgb: np.ndarray, config: PrepConfig, backends: Backends,
     (``text_drop_line_art``) so that a figure's legs are not inpainted away.
     """
     timer = timer or StepTimer()
-    polygons = _need(backends.text, "text_detector").detect(rgb)
+    polygons = detect_text(_need(backends.text, "text_detector"), rgb, config)
     if config.text_drop_line_art:
         polygons = drop_line_art(rgb, polygons)
     timer.lap("detect")

@@ -147,19 +147,80 @@ def make_text_detector(config: PrepConfig, threads: int | None = None,
     return RapidOCRDetector(config, threads=threads), f"rapidocr ({why})"
 
 
+# ---------------------------------------------------------------- passes
+
+def polygon_bounds(polygon: np.ndarray) -> tuple[float, float, float, float]:
+    x0, y0 = polygon.min(axis=0)
+    x1, y1 = polygon.max(axis=0)
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def rotate_back(polygon: np.ndarray, height: int) -> np.ndarray:
+    """A polygon found on the image turned 90 degrees clockwise, in the original image's coordinates.
+
+    Turning maps (x, y) to (height - 1 - y, x); this is its inverse.
+    """
+    return np.stack([polygon[:, 1], height - 1 - polygon[:, 0]], axis=1).astype(np.float32)
+
+
+def detect_small(detector: TextDetector, rgb: np.ndarray, side: int) -> list[np.ndarray]:
+    """Detect on a copy whose longer side is ``side``: big lettering (sound effects) fits the detector's view."""
+    small, scale = downscale(rgb, side)
+    if scale >= 1.0:
+        return []
+    return [p / scale for p in detector.detect(small)]
+
+
+def detect_turned(detector: TextDetector, rgb: np.ndarray, min_aspect: float = 1.5) -> list[np.ndarray]:
+    """Vertical text columns: detect on the image turned 90 degrees, keep what is tall in the original."""
+    turned = np.ascontiguousarray(np.rot90(rgb, -1))
+    out = []
+    for polygon in detector.detect(turned):
+        back = rotate_back(polygon, rgb.shape[0])
+        x0, y0, x1, y1 = polygon_bounds(back)
+        if y1 - y0 >= min_aspect * max(x1 - x0, 1.0):
+            out.append(back)
+    return out
+
+
+def detect_text(detector: TextDetector, rgb: np.ndarray, config: PrepConfig) -> list[np.ndarray]:
+    """Every pass the config asks for: the detector as is, a smaller copy, the image turned for columns.
+
+    A polygon of a later pass that lies mostly inside the earlier ones adds nothing and is left out.
+    """
+    polygons = list(detector.detect(rgb))
+    extra: list[np.ndarray] = []
+    if config.detect_small_side:
+        extra += detect_small(detector, rgb, config.detect_small_side)
+    if config.detect_vertical:
+        extra += detect_turned(detector, rgb)
+    if not extra:
+        return polygons
+    covered = text_mask(rgb.shape, polygons) > 0
+    for polygon in extra:
+        own = text_mask(rgb.shape, [polygon]) > 0
+        area = np.count_nonzero(own)
+        if area and np.count_nonzero(own & covered) < 0.8 * area:
+            polygons.append(polygon)
+            covered |= own
+    return polygons
+
+
 # ---------------------------------------------------------------- false positives
 
-def crosses_box_only(rgb: np.ndarray, polygon: np.ndarray, min_glyph_px: int = 4) -> bool:
+def crosses_box_only(rgb: np.ndarray, polygon: np.ndarray, min_glyph_px: int = 4, pad: float = 0.0) -> bool:
     """True when every ink stroke in the polygon's box runs on outside it (no glyph lies within).
 
-    Detected text boxes are drawn with a margin around the glyphs, so a real text line has ink
-    components fully inside its box. Line art that fools the detector (a pair of legs, hatching)
-    has only strokes that cross the box edge. Ink is the minority class of an Otsu threshold, so
-    white-on-dark lettering counts as well.
+    A real text line has ink components fully inside its box grown by ``pad`` times its shorter side
+    (detections of big, outlined lettering can be tighter than the glyphs). Line art that fools the
+    detector (a pair of legs, hatching) has only strokes that cross the box edge. Ink is the minority
+    class of an Otsu threshold, so white-on-dark lettering counts as well.
     """
     h, w = rgb.shape[:2]
-    x0, y0 = np.floor(polygon.min(axis=0)).astype(int)
-    x1, y1 = np.ceil(polygon.max(axis=0)).astype(int)
+    bx0, by0, bx1, by1 = polygon_bounds(polygon)
+    grow = pad * min(bx1 - bx0, by1 - by0)
+    x0, y0 = int(np.floor(bx0 - grow)), int(np.floor(by0 - grow))
+    x1, y1 = int(np.ceil(bx1 + grow)), int(np.ceil(by1 + grow))
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if x1 - x0 < 3 or y1 - y0 < 3:
         return False
@@ -177,8 +238,9 @@ def crosses_box_only(rgb: np.ndarray, polygon: np.ndarray, min_glyph_px: int = 4
     return not inside.any()
 
 
-def drop_line_art(rgb: np.ndarray, polygons: list[np.ndarray]) -> list[np.ndarray]:
-    return [p for p in polygons if not crosses_box_only(rgb, p)]
+def drop_line_art(rgb: np.ndarray, polygons: list[np.ndarray], pad: float = 0.25) -> list[np.ndarray]:
+    """The detections that are text: those with a glyph inside their box grown by ``pad`` of its shorter side."""
+    return [p for p in polygons if not crosses_box_only(rgb, p, pad=pad)]
 
 
 # ---------------------------------------------------------------- removal
@@ -186,8 +248,8 @@ def drop_line_art(rgb: np.ndarray, polygons: list[np.ndarray]) -> list[np.ndarra
 def text_mask(shape: tuple[int, int], polygons: list[np.ndarray], dilate_px: int = 0) -> np.ndarray:
     """uint8 mask (255 = text) of the filled polygons, grown by ``dilate_px`` to catch anti-aliased edges."""
     mask = np.zeros(shape[:2], np.uint8)
-    if polygons:
-        cv2.fillPoly(mask, [np.round(p).astype(np.int32) for p in polygons], 255)
+    for polygon in polygons:  # one call each: fillPoly with several polygons leaves their overlaps unfilled
+        cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 255)
     if dilate_px > 0 and polygons:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate_px + 1, 2 * dilate_px + 1))
         mask = cv2.dilate(mask, kernel)
