@@ -30,14 +30,19 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 setup: $(STAMP)  ## create .venv and install the project with the dev extras
 
 # Debian packages some tests use: PostgreSQL (an MLflow server on a real PostgreSQL backend), Chromium (the web
-# page driven in a real headless browser) and kubectl (Debian's kubernetes-client: tests/k8s renders the k8s/
-# overlays with `kubectl kustomize` too, when its kustomize is v4 or newer). Installed only when running as root with
+# page driven in a real headless browser), kubectl (Debian's kubernetes-client: tests/k8s renders the k8s/
+# overlays with `kubectl kustomize` too, when its kustomize is v4 or newer) and OFL fonts in other styles
+# (fonts-nanum, fonts-nanum-extra, fonts-comic-neue: serif, brush and hand-lettered panels of fitad.synth_styles).
+# Installed only when running as root with
 # apt-get, and said so; elsewhere, or if the install fails, those tests skip and say why.
-system-deps:  ## install the Debian packages the tests use (root + apt only): postgresql, chromium, kubernetes-client
+system-deps:  ## install the Debian packages the tests use (root + apt only): postgresql, chromium, kubectl, fonts
 	@missing=""; \
 	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="postgresql"; \
 	{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } || missing="$$missing chromium"; \
 	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
+	[ -f /usr/share/fonts/truetype/nanum/NanumMyeongjo.ttf ] || missing="$$missing fonts-nanum"; \
+	[ -f /usr/share/fonts/truetype/nanum/NanumPen.ttf ] || missing="$$missing fonts-nanum-extra"; \
+	[ -f /usr/share/fonts/opentype/comic-neue/ComicNeue-Regular.otf ] || missing="$$missing fonts-comic-neue"; \
 	if [ -z "$${missing# }" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  export DEBIAN_FRONTEND=noninteractive; updated=""; \

@@ -18,17 +18,29 @@ def test_two_separate_figures_give_two_crops_largest_first():
 
 
 def test_noise_is_dropped_and_pieces_are_merged():
-    # torso, legs cut off below it by a balloon, a hand beyond the balloon, and a speck of noise
-    mask = blob_mask((400, 400), [(100, 50, 220, 200), (120, 240, 200, 380), (40, 120, 60, 140), (350, 10, 353, 13)])
-    figures = find_figures(mask, min_area_frac=0.004)
-    assert len(figures) == 1
-    assert figures[0].bbox == (40, 50, 220, 380)
+    # torso, legs cut off below it by a balloon (its lettering in the gap), a hand just beside, a speck of noise
+    mask = blob_mask((400, 400), [(100, 50, 220, 200), (120, 240, 200, 380), (225, 120, 240, 135), (350, 10, 353, 13)])
+    text = blob_mask((400, 400), [(110, 212, 210, 228)])
+    figures = find_figures(mask, min_area_frac=0.004, text_mask=text)
+    assert [f.bbox for f in figures] == [(100, 50, 240, 380)]
+    # without the lettering nothing says the lower piece belongs to the upper one: two subjects
+    assert sorted(f.bbox for f in find_figures(mask, min_area_frac=0.004)) == [(100, 50, 240, 200), (120, 240, 200, 380)]
+
+
+def test_a_small_figure_near_a_big_one_stays_its_own():
+    # a child 30 px beside a seated adult whose box overlaps the child's: separate masks, separate figures
+    mask = blob_mask((400, 400), [(40, 40, 260, 360), (290, 250, 330, 360)])
+    mask[200:360, 200:260] = 0                                      # the adult's box is not all mask
+    assert sorted(f.bbox for f in find_figures(mask)) == [(40, 40, 260, 360), (290, 250, 330, 360)]
 
 
 def test_similar_sized_neighbours_stay_separate():
     a, b = Figure((0, 0, 100, 200), 15000), Figure((130, 0, 230, 200), 14000)
     assert not same_figure(a, b)
-    assert same_figure(a, Figure((10, 210, 90, 300), 5000))  # legs below, within the width
+    legs = Figure((10, 210, 90, 300), 5000)
+    assert same_figure(a, legs, bridged=True)                       # legs below, within the width, text between
+    assert not same_figure(a, legs)                                  # ... and nothing between: another figure
+    assert same_figure(a, Figure((102, 80, 120, 100), 300))         # a hand next to it
 
 
 def test_square_box_stays_inside_the_image_when_it_fits():
@@ -66,3 +78,52 @@ def test_auto_pad_uses_the_subjects_background_not_the_frame_line():
     out = crop_square(rgb, (-20, 10, 60, 90), 80, pad_mode="auto")
     assert out[50, 5].tolist() == [250, 250, 250]   # the pad on the left takes the background colour
     assert out[50, 22].tolist() == [0, 0, 0]        # the frame itself is still there, not stretched
+
+
+def figure_shape(shape=(200, 200)):
+    """A stick-figure-like mask: a round head over a body with two legs (far from a rectangle)."""
+    import cv2
+
+    mask = np.zeros(shape, np.uint8)
+    cv2.circle(mask, (100, 40), 20, 255, -1)
+    cv2.rectangle(mask, (85, 60), (115, 120), 255, -1)
+    cv2.line(mask, (90, 120), (70, 180), 255, 10)
+    cv2.line(mask, (110, 120), (130, 180), 255, 10)
+    cv2.line(mask, (85, 70), (55, 110), 255, 8)
+    return mask
+
+
+def test_figures_are_kept_and_rectangles_text_boxes_and_lines_are_rejected_with_reasons():
+    from fitad.prep.crop import not_a_figure
+
+    person = figure_shape()
+    assert not_a_figure(find_figures(person)[0], person, np.zeros_like(person)) is None
+    building = blob_mask((200, 200), [(60, 20, 140, 190)])
+    assert "rectangle" in not_a_figure(find_figures(building)[0], building, None)
+    tilted = np.zeros((200, 200), np.uint8)
+    import cv2
+    cv2.fillPoly(tilted, [np.array([[40, 100], [100, 40], [160, 100], [100, 160]], np.int32)], 255)
+    assert "rectangle" in not_a_figure(find_figures(tilted)[0], tilted, None)       # rotated rectangles too
+    narration = person.copy()
+    text = np.zeros_like(person)
+    text[20:120, 60:140] = 255                                                      # most of its box was lettering
+    assert "text" in not_a_figure(find_figures(narration)[0], narration, text)
+    line = blob_mask((200, 200), [(10, 100, 190, 112)])
+    assert "line" in not_a_figure(find_figures(line)[0], line, None)
+
+
+def test_select_figures_records_why_each_subject_was_left_out():
+    from fitad.prep.run import select_figures
+
+    mask = np.maximum(figure_shape((200, 400)), blob_mask((200, 400), [(250, 30, 330, 190)]))
+    kept, rejected = select_figures(find_figures(mask), 48, mask, np.zeros_like(mask))
+    assert [f.bbox[0] < 200 for f in kept] == [True]
+    assert len(rejected) == 1 and rejected[0].startswith("subject at [250, 30, 330, 190] is not a figure: a plain rectangle")
+
+
+def test_cut_sides_names_the_edges_a_figure_touches():
+    from fitad.prep.crop import cut_sides
+
+    assert cut_sides((10, 20, 90, 100), 100, 100) == ["bottom"]
+    assert cut_sides((0, 0, 100, 50), 100, 100) == ["top", "left", "right"]
+    assert cut_sides((10, 10, 90, 90), 100, 100) == []

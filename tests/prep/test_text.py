@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 from fitad.prep.config import PrepConfig
 from fitad.prep.text import (EASYOCR_DETECTOR_FILE, EasyOCRDetector, RapidOCRDetector, crosses_box_only,
                              detect_text, drop_line_art, easyocr_polygons, inpaint, make_text_detector, remove_text,
-                             rotate_back, text_mask)
+                             repeated_pattern, rotate_back, text_mask)
 
 
 def text_image(lines=(("HELLO WORLD", (30, 30)), ("안녕하세요", (30, 110)))):
@@ -116,6 +116,28 @@ def test_a_tight_box_on_big_outlined_lettering_is_kept():
     legs = np.full((160, 160, 3), 250, np.uint8)
     legs[:, 60:66] = legs[:, 100:106] = 0
     assert drop_line_art(legs, [tight]) == []                       # strokes that run on past the grown box: line art
+
+
+def test_a_row_of_windows_is_not_text_but_a_line_of_letters_is():
+    rgb = np.full((60, 220, 3), 235, np.uint8)
+    for i in range(5):                                              # five identical window outlines
+        x = 15 + 40 * i
+        rgb[20:40, x:x + 24] = 40
+        rgb[23:37, x + 3:x + 21] = 235
+    row = np.array([[10, 15], [210, 15], [210, 45], [10, 45]], np.float32)
+    assert repeated_pattern(rgb, row) and drop_line_art(rgb, [row]) == []
+    text, boxes = text_image()
+    for x0, y0, x1, y1 in boxes:
+        line = np.array([[x0 - 4, y0 - 4], [x1 + 4, y0 - 4], [x1 + 4, y1 + 4], [x0 - 4, y1 + 4]], np.float32)
+        assert not repeated_pattern(text, line) and len(drop_line_art(text, [line])) == 1
+
+
+def test_big_lettering_gets_a_wider_margin_than_small():
+    small = np.array([[10, 10], [60, 10], [60, 20], [10, 20]], np.float32)      # 10 px high
+    big = np.array([[10, 100], [110, 100], [110, 200], [10, 200]], np.float32)  # 100 px high
+    mask = text_mask((260, 200), [small, big], dilate_px=2, dilate_share=0.1) > 0
+    assert mask[10:21, 10:61].all() and mask[8, 30] and not mask[5, 30]          # small: the 2 px floor
+    assert mask[91, 60] and not mask[88, 60]                                      # big: 10 % of 100 px
 
 
 def test_turned_pass_maps_columns_back():

@@ -10,7 +10,7 @@ from typing import ClassVar
 from fitad.config import ConfigError, check_choice, check_range
 
 TEXT_DETECTORS = ("auto", "rapidocr", "easyocr")
-SEGMENTERS = ("auto", "rembg", "opencv")
+SEGMENTERS = ("auto", "rembg", "figurenet", "opencv")
 CAPTIONERS = ("template", "blip")
 INPAINT_METHODS = ("ns", "telea")
 PAD_MODES = ("auto", "white", "black", "edge")
@@ -41,15 +41,17 @@ class PrepConfig:
     detect_max_side: int = 960
     detect_small_side: int = 512    # a second pass on a copy this size finds big lettering (0: no second pass)
     detect_vertical: bool = False   # a pass on the image turned 90 degrees finds vertical text columns
-    text_box_threshold: float = 0.6
+    text_box_threshold: float = 0.4
     text_unclip_ratio: float = 1.6
     text_drop_line_art: bool = True
     text_dilate_px: int = 4
+    text_dilate_share: float = 0.1  # ... or this share of a box's shorter side if more (outlined lettering)
     inpaint_method: str = "ns"
     inpaint_radius: int = 3
     # segmentation
     segmenter: str = "auto"
     rembg_model: str = "isnet-anime"
+    figurenet_model: str = ""       # FigureNet ONNX file; empty: the one bundled with fitad
     segment_max_side: int = 768
     mask_threshold: int = 128
     # crop
@@ -85,6 +87,7 @@ class PrepConfig:
         check_range(s, "text_box_threshold", self.text_box_threshold, lo=0.0, hi=1.0, lo_open=True)
         check_range(s, "text_unclip_ratio", self.text_unclip_ratio, lo=1.0, hi=4.0)
         check_range(s, "text_dilate_px", self.text_dilate_px, lo=0, hi=64)
+        check_range(s, "text_dilate_share", self.text_dilate_share, lo=0.0, hi=1.0)
         check_choice(s, "inpaint_method", self.inpaint_method, INPAINT_METHODS)
         check_range(s, "inpaint_radius", self.inpaint_radius, lo=1, hi=32)
         check_choice(s, "segmenter", self.segmenter, SEGMENTERS)

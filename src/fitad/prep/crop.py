@@ -51,54 +51,117 @@ def _x_overlap(a: Box, b: Box) -> float:
     return max(0, min(a[2], b[2]) - max(a[0], b[0])) / max(b[2] - b[0], 1)
 
 
-def same_figure(big: Figure, small: Figure) -> bool:
+def same_figure(big: Figure, small: Figure, distance: float | None = None, bridged: bool = False) -> bool:
     """Whether ``small`` is a piece of ``big`` rather than a figure of its own.
 
-    Pieces arise where something in front cuts a figure (a speech balloon across the legs, removed
-    lettering): boxes that mostly overlap; a smaller piece above or below within the figure's width
-    (legs, head); or a much smaller piece close by (a hand, an accessory).
+    ``distance`` is the pixel distance between the two masks (None: measured between their boxes);
+    ``bridged``: removed text (a balloon or a sound effect drawn across the figure) fills the gap between
+    them. Pieces arise where something in front cuts a figure: pieces that (nearly) touch; a much smaller
+    piece close by (a hand, an accessory); a piece above or below within the figure's width with text
+    between them. Neighbours standing apart stay separate, however small one of them is.
     """
-    if _overlap_of_smaller(big.bbox, small.bbox) > 0.3:
+    gap = _gap(big.bbox, small.bbox) if distance is None else distance
+    if gap <= 2.0:
         return True
-    gap = _gap(big.bbox, small.bbox)
-    if small.area < 0.7 * big.area and _x_overlap(big.bbox, small.bbox) >= 0.5 and gap < 0.35 * big.side:
+    if small.area < 0.05 * big.area and gap < 0.06 * big.side:
         return True
-    return small.area < 0.25 * big.area and gap < 0.15 * big.side
+    return bridged and _x_overlap(big.bbox, small.bbox) >= 0.5 and gap < 0.5 * big.side
+
+
+def _mask_distance(labels: np.ndarray, members: list[int], bbox: Box, piece: int, piece_box: Box,
+                   limit: float) -> float:
+    """Pixel distance from the pieces ``members`` to ``piece`` (``limit`` or more when further apart)."""
+    if _gap(bbox, piece_box) >= limit:
+        return limit
+    h, w = labels.shape
+    pad = int(limit) + 1
+    x0, y0 = max(min(bbox[0], piece_box[0]) - pad, 0), max(min(bbox[1], piece_box[1]) - pad, 0)
+    x1, y1 = min(max(bbox[2], piece_box[2]) + pad, w), min(max(bbox[3], piece_box[3]) + pad, h)
+    window = labels[y0:y1, x0:x1]
+    outside = np.where(np.isin(window, members), 0, 255).astype(np.uint8)
+    dist = cv2.distanceTransform(outside, cv2.DIST_L2, 3)
+    at_piece = dist[window == piece]
+    return float(at_piece.min()) if at_piece.size else limit
+
+
+def _bridged(a: Box, b: Box, text_mask: np.ndarray | None, min_share: float = 0.03) -> bool:
+    """Removed text lies in the band between two boxes stacked one above the other (over their common width)."""
+    if text_mask is None:
+        return False
+    x0, x1 = max(a[0], b[0]), min(a[2], b[2])
+    top, bottom = (a, b) if a[1] <= b[1] else (b, a)
+    y0, y1 = top[3], bottom[1]
+    if x1 <= x0:
+        return False
+    if y1 <= y0:  # the boxes overlap in height: the band is their overlap
+        y0, y1 = max(a[1], b[1]), min(a[3], b[3])
+    band = text_mask[max(y0, 0):max(y1, 0), x0:x1]
+    return band.size > 0 and np.count_nonzero(band) >= min_share * band.size
 
 
 def find_figures(mask: np.ndarray, min_area_frac: float = 0.004, split: bool = True,
-                 min_relative_area: float = 0.1) -> list[Figure]:
+                 text_mask: np.ndarray | None = None) -> list[Figure]:
     """Separate figures in a binary mask, largest first.
 
-    Components smaller than ``min_area_frac`` of the image are noise and ignored. Pieces of one
-    figure (see :func:`same_figure`) are merged. A group under ``min_relative_area`` of the largest
-    figure is not a figure of its own (a hand beyond a balloon, a stray blob): it joins the nearest
-    figure within half that figure's size, or is dropped. Without ``split`` everything is one figure.
+    Components smaller than ``min_area_frac`` of the image are noise unless they join a figure. Pieces
+    of one figure (see :func:`same_figure`; distances measured between the masks, ``text_mask`` shows
+    what lay across a figure) are merged. Without ``split`` everything is one figure.
     """
     binary = (mask > 127).astype(np.uint8)
-    n, _labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     min_area = max(1, int(min_area_frac * mask.size))
-    pieces = [Figure((int(x), int(y), int(x + w), int(y + h)), int(a))
-              for x, y, w, h, a in stats[1:] if a >= max(1, min_area // 10)]
-    pieces.sort(key=lambda f: f.area, reverse=True)
-    figures: list[Figure] = []
-    for piece in pieces:
-        for i, fig in enumerate(figures):
-            if not split or same_figure(fig, piece):
-                figures[i] = Figure(_union(fig.bbox, piece.bbox), fig.area + piece.area)
+    pieces = [(i, Figure((int(x), int(y), int(x + w), int(y + h)), int(a)))
+              for i, (x, y, w, h, a) in enumerate(stats[1:], start=1) if a >= max(1, min_area // 10)]
+    pieces.sort(key=lambda p: p[1].area, reverse=True)
+    figures: list[tuple[list[int], Figure]] = []
+    for label, piece in pieces:
+        for k, (members, fig) in enumerate(figures):
+            joins = not split
+            if not joins:
+                distance = _mask_distance(labels, members, fig.bbox, label, piece.bbox, 0.5 * fig.side)
+                joins = same_figure(fig, piece, distance, _bridged(fig.bbox, piece.bbox, text_mask))
+            if joins:
+                figures[k] = (members + [label], Figure(_union(fig.bbox, piece.bbox), fig.area + piece.area))
                 break
         else:
             if piece.area >= min_area:  # small pieces join a figure or are dropped as noise
-                figures.append(piece)
-    if not figures:
-        return []
-    largest = max(f.area for f in figures)
-    major = [f for f in figures if f.area >= min_relative_area * largest]
-    for minor in (f for f in figures if f.area < min_relative_area * largest):
-        i = min(range(len(major)), key=lambda k: _gap(major[k].bbox, minor.bbox))
-        if _gap(major[i].bbox, minor.bbox) < 0.5 * major[i].side:
-            major[i] = Figure(_union(major[i].bbox, minor.bbox), major[i].area + minor.area)
-    return sorted(major, key=lambda f: f.area, reverse=True)
+                figures.append(([label], piece))
+    return sorted((fig for _m, fig in figures), key=lambda f: f.area, reverse=True)
+
+
+def not_a_figure(fig: Figure, mask: np.ndarray, text_mask: np.ndarray | None, max_text_share: float = 0.25,
+                 max_rect_fill: float = 0.95, min_thickness: float = 0.12) -> str | None:
+    """Why a masked region is not a drawn figure, or None when nothing says so.
+
+    * text: removed text covers ``max_text_share`` of its box or more (a narration box, a balloon);
+    * a rectangle: its pixels fill ``max_rect_fill`` of their rotated bounding rectangle (a building, a
+      window, a caption box); a figure's outline always leaves much of that rectangle empty;
+    * a line: its shorter side is under ``min_thickness`` of its longer one (a speed line, a frame piece).
+    """
+    x0, y0, x1, y1 = fig.bbox
+    w, h = x1 - x0, y1 - y0
+    if text_mask is not None:
+        text_share = np.count_nonzero(text_mask[y0:y1, x0:x1]) / max(w * h, 1)
+        if text_share >= max_text_share:
+            return f"mostly text ({text_share:.0%} of its box was removed text): a narration box or a balloon"
+    if min(w, h) < min_thickness * max(w, h):
+        return f"a thin line or strip ({w}x{h} px), not a figure"
+    region = (mask[y0:y1, x0:x1] > 127).astype(np.uint8)
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if contours:
+        biggest = max(contours, key=cv2.contourArea)
+        (_c, (rw, rh), _a) = cv2.minAreaRect(biggest)
+        fill = cv2.contourArea(biggest) / max(rw * rh, 1.0)
+        if fill >= max_rect_fill:
+            return f"a plain rectangle ({fill:.0%} of its bounding rectangle is filled): a building, window or panel element"
+    return None
+
+
+def cut_sides(bbox: Box, width: int, height: int, tolerance: int = 2) -> list[str]:
+    """The image edges ``bbox`` touches: there the figure may go on beyond what the image shows."""
+    x0, y0, x1, y1 = bbox
+    return [side for side, hit in (("top", y0 <= tolerance), ("bottom", y1 >= height - tolerance),
+                                   ("left", x0 <= tolerance), ("right", x1 >= width - tolerance)) if hit]
 
 
 def square_box(bbox: Box, margin: float, width: int, height: int) -> Box:

@@ -43,6 +43,8 @@ class CropRecord:
     caption: str
     subject_bbox: list[int]
     crop_box: list[int]  # square box in source pixels; may reach outside the image (padded)
+    # image edges the subject touches: the figure may go on beyond the picture, so the crop may not hold all of it
+    cut_at: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass

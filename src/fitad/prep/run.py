@@ -32,13 +32,13 @@ from fitad import __version__
 from fitad.config import to_dict
 from fitad.prep.caption import Captioner, compose_caption, make_captioner
 from fitad.prep.config import PrepConfig
-from fitad.prep.crop import Box, Figure, crop_square, find_figures, square_box
+from fitad.prep.crop import Box, Figure, crop_square, cut_sides, find_figures, not_a_figure, square_box
 from fitad.prep.dataset import IMAGES_DIR, CropRecord, DatasetStore, ItemRecord, output_stems
 from fitad.fsutil import atomic_write_bytes, atomic_write_text
 from fitad.paths import UnsafePathError
 from fitad.prep.io import (ImageLoadError, check_file_bytes, encode_png, load_image, read_input, scan_inputs,
                            sha256_bytes)
-from fitad.prep.segment import Segmenter, make_segmenter, resolve_segmenter
+from fitad.prep.segment import Segmenter, figurenet_file, make_segmenter, resolve_segmenter
 from fitad.prep.text import (TextDetector, detect_text, drop_line_art, make_text_detector, remove_text,
                              resolve_text_detector)
 
@@ -73,7 +73,7 @@ class Backends:
             names["text_detector"] = self.text.name
         if self.segmenter is not None:
             seg = self.segmenter.name
-            names["segmenter"] = f"rembg:{getattr(self.segmenter, 'model', '?')}" if seg == "rembg" else seg
+            names["segmenter"] = f"{seg}:{getattr(self.segmenter, 'model', '?')}" if seg in ("rembg", "figurenet") else seg
         if self.captioner is not None:
             names["captioner"] = self.captioner.name
         return names
@@ -129,6 +129,7 @@ class CropResult:
     box: Box
     image: np.ndarray
     caption: str = ""
+    cut_at: list[str] = dataclasses.field(default_factory=list)  # image edges the figure touches (may go on beyond)
 
 
 @dataclasses.dataclass
@@ -161,14 +162,20 @@ class StepTimer:
         self._last = now
 
 
-def select_figures(figures: list[Figure], min_side: int) -> tuple[list[Figure], list[str]]:
-    """Split figures into usable ones and rejection reasons (subject smaller than ``min_side``)."""
+def select_figures(figures: list[Figure], min_side: int, mask: np.ndarray | None = None,
+                   text_mask: np.ndarray | None = None) -> tuple[list[Figure], list[str]]:
+    """Split figures into usable ones and rejection reasons: too small (``min_side``), or, given the
+    mask, a region that is no figure (text, a plain rectangle, a line: :func:`not_a_figure`)."""
     keep, rejected = [], []
     for fig in figures:
         x0, y0, x1, y1 = fig.bbox
         if fig.side < min_side:
             rejected.append(f"subject at [{x0}, {y0}, {x1}, {y1}] is too small: {x1 - x0}x{y1 - y0} px, "
                             f"the longer side must be at least {min_side} px (prep.min_subject_side)")
+            continue
+        why = not_a_figure(fig, mask, text_mask) if mask is not None else None
+        if why:
+            rejected.append(f"subject at [{x0}, {y0}, {x1}, {y1}] is not a figure: {why}")
         else:
             keep.append(fig)
     return keep, rejected
@@ -202,6 +209,7 @@ def clean_image(rgb: np.ndarray, config: PrepConfig, backends: Backends,
         polygons = drop_line_art(rgb, polygons)
     timer.lap("detect")
     cleaned, tmask = remove_text(rgb, polygons, dilate_px=config.text_dilate_px,
+                                 dilate_share=config.text_dilate_share,
                                  method=config.inpaint_method, radius=config.inpaint_radius)
     timer.lap("inpaint")
     return CleanedImage(polygons, tmask, cleaned)
@@ -213,13 +221,14 @@ def crop_image(cleaned: np.ndarray, text_mask: np.ndarray, config: PrepConfig, b
     timer = timer or StepTimer()
     mask = _need(backends.segmenter, "segmenter").segment(cleaned, text_mask)
     timer.lap("segment")
-    figures = find_figures(mask, config.figure_min_area, config.split_figures)
-    accepted, rejected = select_figures(figures, config.min_subject_side)
+    figures = find_figures(mask, config.figure_min_area, config.split_figures, text_mask)
+    accepted, rejected = select_figures(figures, config.min_subject_side, mask, text_mask)
     height, width = cleaned.shape[:2]
     crops = []
     for fig in accepted:
         box = square_box(fig.bbox, config.crop_margin, width, height)
-        crops.append(CropResult(fig, box, crop_square(cleaned, box, config.resolution, config.pad_mode)))
+        crops.append(CropResult(fig, box, crop_square(cleaned, box, config.resolution, config.pad_mode),
+                                cut_at=cut_sides(fig.bbox, width, height)))
     timer.lap("crop")
     return CroppedImage(mask, accepted, rejected, crops)
 
@@ -250,10 +259,17 @@ def process_image(rgb: np.ndarray, config: PrepConfig, backends: Backends, *,
 
 
 def crop_outcome(cropped: CroppedImage, config: PrepConfig) -> tuple[str, str]:
-    """``(status, reason)`` of an input from its crops: skipped without any, else ok (noting small figures left out)."""
+    """``(status, reason)`` of an input from its crops: skipped without any, else ok (noting subjects left out and
+    figures cut by the image edge)."""
     if not cropped.crops:
         return "skipped", ("; ".join(cropped.rejected) if cropped.rejected else no_subject_reason(cropped.mask, config))
-    return "ok", (f"{len(cropped.rejected)} small figure(s) left out" if cropped.rejected else "")
+    notes = []
+    if cropped.rejected:
+        notes.append(f"{len(cropped.rejected)} subject(s) left out, reasons under 'rejected'")
+    cut = [c for c in cropped.crops if c.cut_at]
+    if cut:
+        notes.append(f"{len(cut)} figure(s) touch the image edge and may go on beyond it (crops[].cut_at)")
+    return "ok", "; ".join(notes)
 
 
 def input_problem(exc: ImageLoadError | OSError) -> str:
@@ -355,7 +371,8 @@ def write_crops(stem: str, crops: list[CropResult], output_dir: Path) -> list[Cr
     out = []
     for name, crop in zip(crop_names(stem, len(crops)), crops):
         image_rel, caption_rel = write_pair(output_dir, name, encode_png(crop.image), crop.caption)
-        out.append(CropRecord(image_rel, caption_rel, crop.caption, list(crop.figure.bbox), list(crop.box)))
+        out.append(CropRecord(image_rel, caption_rel, crop.caption, list(crop.figure.bbox), list(crop.box),
+                              crop.cut_at))
     return out
 
 
@@ -502,9 +519,13 @@ def resolved_fingerprint(config: PrepConfig) -> str:
     """The config's fingerprint plus the backends ``auto`` resolves to right now.
 
     Dropping a rembg or EasyOCR model in place switches ``auto`` to it, so inputs prepared with
-    the embedded defaults are no longer up to date and a re-run prepares them again.
+    the embedded defaults are no longer up to date and a re-run prepares them again; so does another
+    FigureNet file.
     """
-    return f"{config.fingerprint()}:{resolve_text_detector(config)}:{resolve_segmenter(config)}"
+    segmenter = resolve_segmenter(config)
+    if segmenter == "figurenet":  # another network file segments differently
+        segmenter += ":" + sha256_bytes(figurenet_file(config).read_bytes())[:12]
+    return f"{config.fingerprint()}:{resolve_text_detector(config)}:{segmenter}"
 
 
 def prepare(config: PrepConfig, input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,

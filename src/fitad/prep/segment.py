@@ -343,24 +343,43 @@ class OpenCVSegmenter:
         return mask
 
 
-def resolve_segmenter(config: PrepConfig) -> str:
-    """The backend ``config.segmenter`` means now: ``auto`` is rembg when its model file is present."""
-    if config.segmenter == "auto":
-        return "rembg" if rembg_model_file(config.rembg_model) is not None else "opencv"
-    return config.segmenter
+def figurenet_file(config: PrepConfig) -> Path:
+    """The FigureNet ONNX file: ``prep.figurenet_model`` when set, else the one bundled with the package."""
+    from fitad.prep.figurenet import BUNDLED
+
+    return Path(config.figurenet_model).expanduser() if config.figurenet_model else BUNDLED
+
+
+def resolve_segmenter(config: PrepConfig, content: str = "auto") -> str:
+    """The backend ``config.segmenter`` means now: ``auto`` is rembg when its model file is present, else
+    FigureNet for drawn panels (its file ships with the package) and OpenCV for photos."""
+    if config.segmenter != "auto":
+        return config.segmenter
+    if rembg_model_file(config.rembg_model) is not None:
+        return "rembg"
+    return "figurenet" if content != "photo" and figurenet_file(config).is_file() else "opencv"
 
 
 def make_segmenter(config: PrepConfig, threads: int | None = None, content: str = "auto") -> tuple[Segmenter, str]:
-    """The configured segmenter and a note on why (``auto`` uses rembg when its model file is present).
+    """The configured segmenter and a note on why (``auto``: rembg when its model file is present, else
+    FigureNet on drawn panels).
 
-    ``content="photo"`` tells the OpenCV segmenter its inputs are photographs (ads), not line art.
+    ``content="photo"`` tells ``auto`` and the OpenCV segmenter that the inputs are photographs (ads), not
+    line art: FigureNet, trained on drawn panels, is not used for them.
     """
     choice = config.segmenter
+    resolved = resolve_segmenter(config, content)
     if choice == "rembg":
         return RembgSegmenter(config, threads=threads), f"rembg:{config.rembg_model} (configured)"
-    if resolve_segmenter(config) == "rembg":
+    if resolved == "rembg":
         seg = RembgSegmenter(config, threads=threads)
         return seg, f"rembg:{config.rembg_model} (auto: model file in {rembg_home()})"
+    if resolved == "figurenet":
+        from fitad.prep.figurenet import FigureNetSegmenter
+
+        path = figurenet_file(config)
+        why = "configured" if choice == "figurenet" else f"auto: no rembg model {config.rembg_model!r} in {rembg_home()}"
+        return FigureNetSegmenter(path, threads=threads), f"figurenet:{path.name} ({why})"
     why = "configured" if choice == "opencv" else \
         f"auto: no rembg model {config.rembg_model!r} in {rembg_home()}, embedded default"
     return OpenCVSegmenter(config, content=content), f"opencv{'-photo' if content == 'photo' else ''} ({why})"

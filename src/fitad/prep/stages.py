@@ -228,7 +228,7 @@ def _crop_task(task: StageTask, config: PrepConfig, backends: Backends, worker: 
     for name, crop in zip(crop_names(item.stem, len(cropped.crops)), cropped.crops):
         rel = f"{IMAGES_DIR}/{name}.png"
         atomic_write_bytes(out / rel, encode_png(crop.image))
-        item.crops.append(CropRecord(rel, "", "", list(crop.figure.bbox), list(crop.box)))
+        item.crops.append(CropRecord(rel, "", "", list(crop.figure.bbox), list(crop.box), crop.cut_at))
     timer.lap("write")
     return _finish(item, timer, *crop_outcome(cropped, config))
 
@@ -255,7 +255,7 @@ def _caption_task(task: StageTask, config: PrepConfig, backends: Backends, worke
     crops = []
     for crop, caption, data in zip(sources, captions, pngs):
         image_rel, caption_rel = write_pair(Path(task.output_dir), Path(crop.image).stem, data, caption)
-        crops.append(CropRecord(image_rel, caption_rel, caption, crop.subject_bbox, crop.crop_box))
+        crops.append(CropRecord(image_rel, caption_rel, caption, crop.subject_bbox, crop.crop_box, crop.cut_at))
     item.crops = crops
     timer.lap("write")
     return _finish(item, timer, "ok")  # the reason of crop_subjects (small figures left out) stays

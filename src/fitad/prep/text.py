@@ -208,13 +208,10 @@ def detect_text(detector: TextDetector, rgb: np.ndarray, config: PrepConfig) -> 
 
 # ---------------------------------------------------------------- false positives
 
-def crosses_box_only(rgb: np.ndarray, polygon: np.ndarray, min_glyph_px: int = 4, pad: float = 0.0) -> bool:
-    """True when every ink stroke in the polygon's box runs on outside it (no glyph lies within).
+def _box_ink(rgb: np.ndarray, polygon: np.ndarray, pad: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """Connected ink components in the polygon's box grown by ``pad`` of its shorter side: (labels, stats).
 
-    A real text line has ink components fully inside its box grown by ``pad`` times its shorter side
-    (detections of big, outlined lettering can be tighter than the glyphs). Line art that fools the
-    detector (a pair of legs, hatching) has only strokes that cross the box edge. Ink is the minority
-    class of an Otsu threshold, so white-on-dark lettering counts as well.
+    Ink is the minority class of an Otsu threshold, so white-on-dark lettering counts as well.
     """
     h, w = rgb.shape[:2]
     bx0, by0, bx1, by1 = polygon_bounds(polygon)
@@ -223,36 +220,93 @@ def crosses_box_only(rgb: np.ndarray, polygon: np.ndarray, min_glyph_px: int = 4
     x1, y1 = int(np.ceil(bx1 + grow)), int(np.ceil(by1 + grow))
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
     if x1 - x0 < 3 or y1 - y0 < 3:
-        return False
+        return None
     gray = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
     _t, ink = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     if np.count_nonzero(ink) > ink.size / 2:
         ink = cv2.bitwise_not(ink)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
-    if n <= 1:
-        return False
-    on_edge = np.zeros(n, bool)
+    _n, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    return labels, stats
+
+
+def _inner_components(labels: np.ndarray, stats: np.ndarray, min_px: int) -> np.ndarray:
+    """Indices of the components that do not touch the window's edge and have ``min_px`` pixels or more."""
+    on_edge = np.zeros(len(stats), bool)
     for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
         on_edge[np.unique(edge)] = True
-    inside = ~on_edge[1:] & (stats[1:, cv2.CC_STAT_AREA] >= min_glyph_px)
-    return not inside.any()
+    on_edge[0] = True
+    return np.flatnonzero(~on_edge & (stats[:, cv2.CC_STAT_AREA] >= min_px))
+
+
+def crosses_box_only(rgb: np.ndarray, polygon: np.ndarray, min_glyph_px: int = 4, pad: float = 0.0) -> bool:
+    """True when every ink stroke in the polygon's box runs on outside it (no glyph lies within).
+
+    A real text line has ink components fully inside its box grown by ``pad`` times its shorter side
+    (detections of big, outlined lettering can be tighter than the glyphs). Line art that fools the
+    detector (a pair of legs, hatching) has only strokes that cross the box edge.
+    """
+    found = _box_ink(rgb, polygon, pad)
+    if found is None or len(found[1]) <= 1:
+        return False
+    return not len(_inner_components(*found, min_glyph_px))
+
+
+def repeated_pattern(rgb: np.ndarray, polygon: np.ndarray, pad: float = 0.25, min_count: int = 3) -> bool:
+    """True when the box holds a row of identical rectangles (a building's windows, a tiled floor), not glyphs.
+
+    Letters of one line differ in width and shape; windows repeat one outline. Counted: components fully
+    inside the grown box; a pattern when there are ``min_count`` or more, all within 10 % of one size,
+    each filling its bounding box like a rectangle does.
+    """
+    found = _box_ink(rgb, polygon, pad)
+    if found is None:
+        return False
+    labels, stats = found
+    inner = _inner_components(labels, stats, 4)
+    if len(inner) < min_count:
+        return False
+    sizes = stats[inner][:, [cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT]].astype(np.float32)
+    if np.any(sizes.std(axis=0) > 0.1 * sizes.mean(axis=0)):
+        return False
+    for i in inner:
+        x, y, cw, ch = stats[i, :4]
+        contours, _ = cv2.findContours((labels[y:y + ch, x:x + cw] == i).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE)
+        if not contours or cv2.contourArea(max(contours, key=cv2.contourArea)) < 0.85 * (cw - 1) * (ch - 1):
+            return False
+    return True
 
 
 def drop_line_art(rgb: np.ndarray, polygons: list[np.ndarray], pad: float = 0.25) -> list[np.ndarray]:
-    """The detections that are text: those with a glyph inside their box grown by ``pad`` of its shorter side."""
-    return [p for p in polygons if not crosses_box_only(rgb, p, pad=pad)]
+    """The detections that are text, i.e. all but those with evidence against: no glyph inside their box grown
+    by ``pad`` of its shorter side (line art), or a row of identical rectangles (windows, tiles)."""
+    return [p for p in polygons if not crosses_box_only(rgb, p, pad=pad) and not repeated_pattern(rgb, p, pad)]
 
 
 # ---------------------------------------------------------------- removal
 
-def text_mask(shape: tuple[int, int], polygons: list[np.ndarray], dilate_px: int = 0) -> np.ndarray:
-    """uint8 mask (255 = text) of the filled polygons, grown by ``dilate_px`` to catch anti-aliased edges."""
+def text_mask(shape: tuple[int, int], polygons: list[np.ndarray], dilate_px: int = 0,
+              dilate_share: float = 0.0) -> np.ndarray:
+    """uint8 mask (255 = text) of the filled polygons, each grown by ``dilate_px`` or by ``dilate_share`` of
+    its shorter side, whichever is more: big lettering has outlines and shadows beyond the detected box."""
     mask = np.zeros(shape[:2], np.uint8)
-    for polygon in polygons:  # one call each: fillPoly with several polygons leaves their overlaps unfilled
-        cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 255)
-    if dilate_px > 0 and polygons:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * dilate_px + 1, 2 * dilate_px + 1))
-        mask = cv2.dilate(mask, kernel)
+    h, w = mask.shape
+    for polygon in polygons:  # one at a time: fillPoly with several polygons leaves their overlaps unfilled
+        points = np.round(polygon).astype(np.int32)
+        x0, y0, x1, y1 = polygon_bounds(polygon)
+        grow = max(dilate_px, int(round(dilate_share * min(x1 - x0, y1 - y0))))
+        if grow <= 0:
+            cv2.fillPoly(mask, [points], 255)
+            continue
+        # grow within the polygon's own window, so each polygon gets its own kernel
+        wx0, wy0 = max(int(x0) - grow - 1, 0), max(int(y0) - grow - 1, 0)
+        wx1, wy1 = min(int(np.ceil(x1)) + grow + 2, w), min(int(np.ceil(y1)) + grow + 2, h)
+        if wx1 <= wx0 or wy1 <= wy0:
+            continue
+        window = np.zeros((wy1 - wy0, wx1 - wx0), np.uint8)
+        cv2.fillPoly(window, [points - [wx0, wy0]], 255)
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        mask[wy0:wy1, wx0:wx1] |= cv2.dilate(window, kernel)
     return mask
 
 
@@ -262,10 +316,10 @@ def inpaint(rgb: np.ndarray, mask: np.ndarray, method: str = "ns", radius: int =
     return cv2.inpaint(rgb, mask, radius, flag)
 
 
-def remove_text(rgb: np.ndarray, polygons: list[np.ndarray], *, dilate_px: int = 4, method: str = "ns",
-                radius: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def remove_text(rgb: np.ndarray, polygons: list[np.ndarray], *, dilate_px: int = 4, dilate_share: float = 0.0,
+                method: str = "ns", radius: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Image with the text regions inpainted, and the mask used; no text found means no change."""
-    mask = text_mask(rgb.shape, polygons, dilate_px)
+    mask = text_mask(rgb.shape, polygons, dilate_px, dilate_share)
     if not polygons or not mask.any():
         return rgb, mask
     return inpaint(rgb, mask, method, radius), mask
