@@ -127,3 +127,25 @@ def test_cut_sides_names_the_edges_a_figure_touches():
     assert cut_sides((10, 20, 90, 100), 100, 100) == ["bottom"]
     assert cut_sides((0, 0, 100, 50), 100, 100) == ["top", "left", "right"]
     assert cut_sides((10, 10, 90, 90), 100, 100) == []
+
+
+def test_a_balloon_laid_across_a_figure_joins_the_pieces_above_and_below_it():
+    import cv2
+
+    from fitad.prep.crop import balloon_regions
+
+    rgb = np.full((400, 400, 3), 245, np.uint8)
+    cv2.ellipse(rgb, (200, 200), (150, 30), 0, 0, 360, (20, 20, 20), 3)          # an outlined balloon
+    text = np.zeros((400, 400), np.uint8)
+    text[190:210, 150:250] = 255                                                # its (removed) lettering
+    balloons = balloon_regions(rgb, text)
+    assert balloons[200, 200] > 0 and balloons[5, 5] == 0 and balloons[200, 20] == 0
+    # a figure's head and shoulders above the balloon, its waist and legs below, shifted sideways
+    mask = blob_mask((400, 400), [(150, 40, 230, 168), (180, 233, 260, 390)])
+    joined = find_figures(mask, text_mask=None, balloons=balloons)
+    assert [f.bbox for f in joined] == [(150, 40, 260, 390)]
+    # the same two blobs with no balloon between them are two subjects
+    assert len(find_figures(mask)) == 2
+    # two figures side by side under one balloon are not joined by it
+    side = blob_mask((400, 400), [(60, 250, 140, 390), (260, 250, 340, 390)])
+    assert len(find_figures(side, balloons=balloons)) == 2

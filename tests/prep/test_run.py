@@ -64,7 +64,8 @@ def test_prepare_writes_dataset_and_reports_every_input(inputs, tmp_path):
     for name in ("panel_0000.png", "panel_0001.png", "panel_0002.png", "panel_0003.png"):
         rec = by_name[name]
         assert rec.status == "ok" and rec.crops and rec.subject_bboxes
-        assert rec.backends == {"text_detector": "rapidocr", "segmenter": "opencv", "captioner": "template"}
+        assert rec.backends == {"text_detector": "rapidocr", "segmenter": "figurenet:figurenet.onnx",
+                                "captioner": "template"}
         assert set(rec.timings_ms) >= {"load", "detect", "inpaint", "segment", "crop", "write"}
     assert any(by_name[f"panel_000{i}.png"].text_boxes for i in range(4))
 
@@ -128,7 +129,7 @@ def test_a_new_backend_found_by_auto_makes_a_rerun_reprocess(inputs, tmp_path, m
     monkeypatch.setenv("U2NET_HOME", str(home))
     cfg = PrepConfig(resolution=64, segmenter="auto", rembg_model="tiny_u2net.onnx")
     first = prepare(cfg, inputs, tmp_path / "out")
-    assert first.backends["used"][0]["segmenter"] == "opencv"
+    assert first.backends["used"][0]["segmenter"] == "figurenet:figurenet.onnx"
     write_tiny_u2net(home / "tiny_u2net.onnx")  # the production model appears on disk
     second = prepare(cfg, inputs, tmp_path / "out")
     assert not any(r.resumed for r in second.items)

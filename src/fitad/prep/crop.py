@@ -57,15 +57,15 @@ def same_figure(big: Figure, small: Figure, distance: float | None = None, bridg
     ``distance`` is the pixel distance between the two masks (None: measured between their boxes);
     ``bridged``: removed text (a balloon or a sound effect drawn across the figure) fills the gap between
     them. Pieces arise where something in front cuts a figure: pieces that (nearly) touch; a much smaller
-    piece close by (a hand, an accessory); a piece above or below within the figure's width with text
-    between them. Neighbours standing apart stay separate, however small one of them is.
+    piece close by (a hand, an accessory); a piece above or below, overlapping the figure's width, with
+    text between them. Neighbours standing apart stay separate, however small one of them is.
     """
     gap = _gap(big.bbox, small.bbox) if distance is None else distance
     if gap <= 2.0:
         return True
     if small.area < 0.05 * big.area and gap < 0.06 * big.side:
         return True
-    return bridged and _x_overlap(big.bbox, small.bbox) >= 0.5 and gap < 0.5 * big.side
+    return bridged and _x_overlap(big.bbox, small.bbox) >= 0.2 and gap < 0.5 * big.side
 
 
 def _mask_distance(labels: np.ndarray, members: list[int], bbox: Box, piece: int, piece_box: Box,
@@ -85,10 +85,11 @@ def _mask_distance(labels: np.ndarray, members: list[int], bbox: Box, piece: int
 
 
 def _bridged(a: Box, b: Box, text_mask: np.ndarray | None, min_share: float = 0.03) -> bool:
-    """Removed text lies in the band between two boxes stacked one above the other (over their common width)."""
+    """Removed text lies in the band between two boxes stacked one above the other (over both their widths:
+    a balloon's lettering need not sit right above the piece it cut off)."""
     if text_mask is None:
         return False
-    x0, x1 = max(a[0], b[0]), min(a[2], b[2])
+    x0, x1 = min(a[0], b[0]), max(a[2], b[2])
     top, bottom = (a, b) if a[1] <= b[1] else (b, a)
     y0, y1 = top[3], bottom[1]
     if x1 <= x0:
@@ -99,13 +100,62 @@ def _bridged(a: Box, b: Box, text_mask: np.ndarray | None, min_share: float = 0.
     return band.size > 0 and np.count_nonzero(band) >= min_share * band.size
 
 
+def balloon_regions(rgb: np.ndarray, text_mask: np.ndarray | None, dark_level: int = 80,
+                    max_share: float = 0.2) -> np.ndarray:
+    """Labels (int32, 0 = none) of the enclosed light regions that held removed text: balloons, caption boxes.
+
+    A region touching the image border or larger than ``max_share`` of the image is background the
+    lettering sat on (a sound effect on the sky), not a balloon.
+    """
+    out = np.zeros(rgb.shape[:2], np.int32)
+    if text_mask is None or not text_mask.any():
+        return out
+    light = (cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) >= dark_level).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(light, connectivity=4)
+    held = np.bincount(labels[text_mask > 0], minlength=n)
+    h, w = labels.shape
+    border = np.zeros(n, bool)
+    for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        border[np.unique(edge)] = True
+    keep = (held > 0) & ~border & (stats[:, cv2.CC_STAT_AREA] <= max_share * h * w)
+    keep[0] = False
+    ids = np.zeros(n, np.int32)
+    ids[keep] = np.arange(1, int(keep.sum()) + 1)
+    return ids[labels]
+
+
+def _crosses_balloon(labels: np.ndarray, members: list[int], piece: int, balloons: np.ndarray | None,
+                     reach: int) -> bool:
+    """A balloon lies across the figure between ``piece`` and the figure's pieces ``members``: both come within
+    ``reach`` px of it, one above it and one below it, each overlapping its width."""
+    if balloons is None or not balloons.any():
+        return False
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
+    near_piece = cv2.dilate((labels == piece).astype(np.uint8), kernel) > 0
+    figure = np.isin(labels, members)
+    near_figure = cv2.dilate(figure.astype(np.uint8), kernel) > 0
+    for balloon in set(np.unique(balloons[near_piece])) & set(np.unique(balloons[near_figure])) - {0}:
+        ys, xs = np.nonzero(balloons == balloon)
+        top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
+        piece_rows = np.nonzero((labels == piece)[:, left:right + 1].any(axis=1))[0]
+        figure_rows = np.nonzero(figure[:, left:right + 1].any(axis=1))[0]
+        if not len(piece_rows) or not len(figure_rows):
+            continue
+        below = piece_rows.min() >= (top + bottom) / 2 and figure_rows.min() < top
+        above = piece_rows.max() <= (top + bottom) / 2 and figure_rows.max() > bottom
+        if below or above:
+            return True
+    return False
+
+
 def find_figures(mask: np.ndarray, min_area_frac: float = 0.004, split: bool = True,
-                 text_mask: np.ndarray | None = None) -> list[Figure]:
+                 text_mask: np.ndarray | None = None, balloons: np.ndarray | None = None) -> list[Figure]:
     """Separate figures in a binary mask, largest first.
 
     Components smaller than ``min_area_frac`` of the image are noise unless they join a figure. Pieces
-    of one figure (see :func:`same_figure`; distances measured between the masks, ``text_mask`` shows
-    what lay across a figure) are merged. Without ``split`` everything is one figure.
+    of one figure (see :func:`same_figure`; distances measured between the masks) are merged; what lay
+    across a figure is shown by ``text_mask`` (removed lettering) and ``balloons`` (labels from
+    :func:`balloon_regions`). Without ``split`` everything is one figure.
     """
     binary = (mask > 127).astype(np.uint8)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
@@ -119,7 +169,11 @@ def find_figures(mask: np.ndarray, min_area_frac: float = 0.004, split: bool = T
             joins = not split
             if not joins:
                 distance = _mask_distance(labels, members, fig.bbox, label, piece.bbox, 0.5 * fig.side)
-                joins = same_figure(fig, piece, distance, _bridged(fig.bbox, piece.bbox, text_mask))
+                joins = same_figure(fig, piece, distance, False)
+                if not joins and distance < 0.5 * fig.side:
+                    bridged = (_bridged(fig.bbox, piece.bbox, text_mask)
+                               or _crosses_balloon(labels, members, label, balloons, max(8, int(0.03 * fig.side))))
+                    joins = bridged and same_figure(fig, piece, distance, True)
             if joins:
                 figures[k] = (members + [label], Figure(_union(fig.bbox, piece.bbox), fig.area + piece.area))
                 break
@@ -130,12 +184,14 @@ def find_figures(mask: np.ndarray, min_area_frac: float = 0.004, split: bool = T
 
 
 def not_a_figure(fig: Figure, mask: np.ndarray, text_mask: np.ndarray | None, max_text_share: float = 0.25,
-                 max_rect_fill: float = 0.95, min_thickness: float = 0.12) -> str | None:
+                 max_rect_fill: float = 0.95, max_solidity: float = 0.96, min_thickness: float = 0.12) -> str | None:
     """Why a masked region is not a drawn figure, or None when nothing says so.
 
     * text: removed text covers ``max_text_share`` of its box or more (a narration box, a balloon);
     * a rectangle: its pixels fill ``max_rect_fill`` of their rotated bounding rectangle (a building, a
       window, a caption box); a figure's outline always leaves much of that rectangle empty;
+    * a plain convex shape: it fills ``max_solidity`` of its convex hull (an ellipse, a cloud puff); a drawn
+      figure's head, arms and legs leave gaps in its hull (under 0.94 on every character of both generators);
     * a line: its shorter side is under ``min_thickness`` of its longer one (a speed line, a frame piece).
     """
     x0, y0, x1, y1 = fig.bbox
@@ -151,9 +207,14 @@ def not_a_figure(fig: Figure, mask: np.ndarray, text_mask: np.ndarray | None, ma
     if contours:
         biggest = max(contours, key=cv2.contourArea)
         (_c, (rw, rh), _a) = cv2.minAreaRect(biggest)
-        fill = cv2.contourArea(biggest) / max(rw * rh, 1.0)
+        area = cv2.contourArea(biggest)
+        fill = area / max(rw * rh, 1.0)
         if fill >= max_rect_fill:
             return f"a plain rectangle ({fill:.0%} of its bounding rectangle is filled): a building, window or panel element"
+        solidity = area / max(cv2.contourArea(cv2.convexHull(biggest)), 1.0)
+        if solidity >= max_solidity:
+            return (f"a plain convex shape ({solidity:.0%} of its convex hull is filled): a balloon, a cloud or a "
+                    "sign, not a figure with a head and limbs")
     return None
 
 

@@ -32,7 +32,8 @@ from fitad import __version__
 from fitad.config import to_dict
 from fitad.prep.caption import Captioner, compose_caption, make_captioner
 from fitad.prep.config import PrepConfig
-from fitad.prep.crop import Box, Figure, crop_square, cut_sides, find_figures, not_a_figure, square_box
+from fitad.prep.crop import (Box, Figure, balloon_regions, crop_square, cut_sides, find_figures, not_a_figure,
+                             square_box)
 from fitad.prep.dataset import IMAGES_DIR, CropRecord, DatasetStore, ItemRecord, output_stems
 from fitad.fsutil import atomic_write_bytes, atomic_write_text
 from fitad.paths import UnsafePathError
@@ -221,7 +222,8 @@ def crop_image(cleaned: np.ndarray, text_mask: np.ndarray, config: PrepConfig, b
     timer = timer or StepTimer()
     mask = _need(backends.segmenter, "segmenter").segment(cleaned, text_mask)
     timer.lap("segment")
-    figures = find_figures(mask, config.figure_min_area, config.split_figures, text_mask)
+    figures = find_figures(mask, config.figure_min_area, config.split_figures, text_mask,
+                           balloon_regions(cleaned, text_mask))
     accepted, rejected = select_figures(figures, config.min_subject_side, mask, text_mask)
     height, width = cleaned.shape[:2]
     crops = []

@@ -1,4 +1,5 @@
-"""Subject segmentation: rembg models when their file is on disk, an OpenCV-only segmenter otherwise.
+"""Subject segmentation: rembg models when their file is on disk, else FigureNet (a small network bundled
+with fitad, :mod:`fitad.prep.figurenet`) for drawn panels, and an OpenCV-only segmenter for photos or on request.
 
 A segmenter returns a uint8 mask (255 = subject) at the resolution of the image it was given.
 """

@@ -256,7 +256,8 @@ def repeated_pattern(rgb: np.ndarray, polygon: np.ndarray, pad: float = 0.25, mi
 
     Letters of one line differ in width and shape; windows repeat one outline. Counted: components fully
     inside the grown box; a pattern when there are ``min_count`` or more, all within 10 % of one size,
-    each filling its bounding box like a rectangle does.
+    each a quadrilateral filling its bounding box (repeated syllables of a sound effect are not), spanning
+    most of the detection's length.
     """
     found = _box_ink(rgb, polygon, pad)
     if found is None:
@@ -268,12 +269,23 @@ def repeated_pattern(rgb: np.ndarray, polygon: np.ndarray, pad: float = 0.25, mi
     sizes = stats[inner][:, [cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT]].astype(np.float32)
     if np.any(sizes.std(axis=0) > 0.1 * sizes.mean(axis=0)):
         return False
+    # the rectangles must make up the detection, not sit in one corner of a box that holds lettering
+    x0, y0, x1, y1 = polygon_bounds(polygon)
+    axis, length = (0, x1 - x0) if x1 - x0 >= y1 - y0 else (1, y1 - y0)
+    starts = stats[inner][:, axis]
+    ends = starts + stats[inner][:, 2 + axis]
+    if ends.max() - starts.min() < 0.6 * length:
+        return False
     for i in inner:
         x, y, cw, ch = stats[i, :4]
         contours, _ = cv2.findContours((labels[y:y + ch, x:x + cw] == i).astype(np.uint8), cv2.RETR_EXTERNAL,
                                        cv2.CHAIN_APPROX_SIMPLE)
-        if not contours or cv2.contourArea(max(contours, key=cv2.contourArea)) < 0.85 * (cw - 1) * (ch - 1):
+        if not contours:
             return False
+        outline = max(contours, key=cv2.contourArea)
+        corners = cv2.approxPolyDP(outline, 0.05 * cv2.arcLength(outline, True), True)
+        if len(corners) != 4 or cv2.contourArea(outline) < 0.85 * (cw - 1) * (ch - 1):
+            return False  # a glyph, however blocky (a syllable with a thick outline), is no quadrilateral
     return True
 
 
