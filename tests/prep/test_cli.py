@@ -117,3 +117,23 @@ def test_prep_stage_help_and_exit_code_for_bad_input(raw, tmp_path):
     (raw / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     result = runner.invoke(cli, ["prep", "clean-text", str(raw), str(tmp_path / "clean")])
     assert result.exit_code == 1 and "broken.png" in result.output and "corrupt" in result.output
+
+
+def test_prep_evaluate_draws_styled_panels_and_reports_every_measure(tmp_path):
+    data = tmp_path / "styles"
+    result = CliRunner().invoke(cli, ["prep", "evaluate", str(data), "--synthesize", "3", "--generator", "styles",
+                                      "--split", "dev", "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in data.glob("*.json"))
+    assert written == ["panel_0000.json", "panel_0001.json", "panel_0002.json"]
+    assert {json.loads((data / n).read_text())["generator"] for n in written} == {"synth_styles"}
+    overall = json.loads(result.output.strip().splitlines()[-1])["overall"]
+    for key in ("text_recall", "residual_text", "characters_found", "character_iou", "whole_character_crops",
+                "false_subjects_per_panel", "mask_iou", "text_recall_bubble"):
+        assert overall[key] is not None and key in result.output
+    assert overall["panels"] == 3 and overall["characters"] >= 3
+
+
+def test_prep_evaluate_names_a_folder_without_panels(tmp_path):
+    result = CliRunner().invoke(cli, ["prep", "evaluate", str(tmp_path)])
+    assert result.exit_code == 1 and "no synth panels" in result.output

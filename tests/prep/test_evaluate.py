@@ -74,3 +74,17 @@ def test_targets_are_the_issue_targets():
 def test_evaluate_needs_panels(tmp_path):
     with pytest.raises(FileNotFoundError, match="no synth panels"):
         evaluate(PrepConfig(), tmp_path)
+
+
+def test_quality_on_fitad_synth_meets_the_targets_it_can(synth_dir):
+    """The floors are the targets, for the measures that reach them on these eight small panels. Characters found
+    (0.77) and false subjects (1 on 8 panels) do not: fitad.synth draws figures that touch each other, which
+    the stage keeps as one subject or cuts unevenly; benchmarks/prep.py reports both on 48 panels."""
+    report = evaluate(PrepConfig(), synth_dir)
+    o = report.overall
+    assert o["panels"] == 8 and len(list_panels(synth_dir)) == 8
+    assert o["text_recall"] >= 0.95 and o["text_recall_sfx"] >= 0.85 and o["residual_text"] <= 0.05
+    assert o["character_iou"] >= 0.80 and o["whole_character_crops"] >= 0.90
+    assert o["mask_iou"] >= 0.80
+    assert report.backends["segmenter"].startswith("figurenet")
+    assert json.loads(json.dumps(report.to_dict()))["passed"] == report.passed

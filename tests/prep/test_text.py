@@ -132,6 +132,22 @@ def test_a_row_of_windows_is_not_text_but_a_line_of_letters_is():
         assert not repeated_pattern(text, line) and len(drop_line_art(text, [line])) == 1
 
 
+def test_lettering_with_windows_in_one_corner_of_its_box_is_kept():
+    """A sound effect drawn over a building: its box holds a few windows at one end, but they do not make it up."""
+    from fitad.fonts import load_font
+
+    img = Image.new("RGB", (420, 120), (235, 235, 235))
+    draw = ImageDraw.Draw(img)
+    draw.text((10, 20), "BAM BAM", font=load_font(70), fill=(20, 20, 20))
+    rgb = np.asarray(img).copy()
+    for i in range(3):                                              # three windows at the right end
+        x = 340 + 24 * i
+        rgb[40:56, x:x + 16] = 40
+        rgb[43:53, x + 3:x + 13] = 235
+    box = np.array([[5, 15], [415, 15], [415, 105], [5, 105]], np.float32)
+    assert not repeated_pattern(rgb, box) and len(drop_line_art(rgb, [box])) == 1
+
+
 def test_big_lettering_gets_a_wider_margin_than_small():
     small = np.array([[10, 10], [60, 10], [60, 20], [10, 20]], np.float32)      # 10 px high
     big = np.array([[10, 100], [110, 100], [110, 200], [10, 200]], np.float32)  # 100 px high

@@ -170,10 +170,10 @@ def find_figures(mask: np.ndarray, min_area_frac: float = 0.004, split: bool = T
             if not joins:
                 distance = _mask_distance(labels, members, fig.bbox, label, piece.bbox, 0.5 * fig.side)
                 joins = same_figure(fig, piece, distance, False)
-                if not joins and distance < 0.5 * fig.side:
-                    bridged = (_bridged(fig.bbox, piece.bbox, text_mask)
-                               or _crosses_balloon(labels, members, label, balloons, max(8, int(0.03 * fig.side))))
-                    joins = bridged and same_figure(fig, piece, distance, True)
+                if not joins and distance < 0.5 * fig.side and _bridged(fig.bbox, piece.bbox, text_mask):
+                    joins = same_figure(fig, piece, distance, True)
+                # a balloon laid across a figure: however tall it is, the parts on either side are one figure
+                joins = joins or _crosses_balloon(labels, members, label, balloons, max(8, int(0.03 * fig.side)))
             if joins:
                 figures[k] = (members + [label], Figure(_union(fig.bbox, piece.bbox), fig.area + piece.area))
                 break

@@ -5,7 +5,8 @@ Any folder of panels in that format can be scored: ``fitad.synth``'s own and ``f
 Metrics, per panel and overall:
 
 * text recall, overall and per kind (bubble, narration, vertical, sfx): a ground-truth text box is
-  found when at least ``COVERAGE`` of its area lies inside the detected text polygons;
+  found when at least ``COVERAGE`` of its area lies inside the region the stage removes (the detected
+  polygons with their inpainting margin, ``prep.text_dilate_px`` / ``text_dilate_share``);
 * residual text: the detector is run again on the cleaned image; the fraction of the ground-truth
   text area it still finds there;
 * characters found: the subjects the stage kept are matched one to one with the characters (box IoU
@@ -126,7 +127,7 @@ def evaluate_panel(json_path: str, config: PrepConfig, backends: Backends) -> di
     shape = rgb.shape[:2]
     result = process_image(rgb, config, backends, caption=False)
 
-    detected = text_mask(shape, result.polygons) > 0
+    detected = result.text_mask > 0  # what the stage removes: the detections with their margin
     texts = meta.get("texts", [])
     by_kind: dict[str, list[int]] = {}
     for text in texts:
