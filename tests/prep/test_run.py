@@ -266,3 +266,27 @@ def test_a_tampered_state_record_stops_the_stage(synth_dir, tmp_path):
     with pytest.raises(PrepError, match="victim"):
         prepare(PrepConfig(resolution=64), src, out)
     assert victim.read_bytes() == b"keep"
+
+
+def test_the_report_says_why_a_region_was_left_out_and_where_a_figure_meets_the_edge(tmp_path):
+    import numpy as np
+    from PIL import ImageDraw
+
+    from .conftest import draw_figure
+
+    src = tmp_path / "in"
+    src.mkdir()
+    img = Image.new("RGB", (420, 300), (250, 250, 246))
+    draw = ImageDraw.Draw(img)
+    draw_figure(draw, 40, 150)                                      # its legs run off the bottom edge
+    draw.rectangle((230, 60, 380, 200), fill=(200, 90, 60), outline=(10, 10, 10), width=4)   # a plain sign
+    img.save(src / "scene.png")
+    report = prepare(PrepConfig(segmenter="opencv", resolution=64), src, tmp_path / "out")
+    record = report.items[0]
+    assert record.status == "ok" and len(record.crops) == 1
+    assert any("is not a figure: a plain rectangle" in reason for reason in record.rejected)
+    assert record.crops[0].cut_at == ["bottom"]
+    assert "touch the image edge" in record.reason and "left out" in record.reason
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())["items"][0]
+    assert saved["crops"][0]["cut_at"] == ["bottom"] and saved["rejected"] == record.rejected
+    assert np.asarray(Image.open(tmp_path / "out" / saved["crops"][0]["image"])).shape == (64, 64, 3)

@@ -246,9 +246,14 @@ def train_figurenet_cmd(out_file: Path, synth_panels: int, styles_panels: int, s
     17 minutes with the defaults on 2 cores), and exports it to ONNX. The package ships one trained
     this way with the defaults.
     """
+    import importlib.util
     import tempfile
 
     from fitad.prep.figurenet import TrainSettings, train
+
+    missing = [name for name in ("torch", "onnx") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise click.ClickException(f"train-figurenet needs {' and '.join(missing)}: pip install 'fitad[train,prep]'")
 
     try:
         settings = TrainSettings(synth_panels=synth_panels, styles_panels=styles_panels, seed=seed, epochs=epochs)
