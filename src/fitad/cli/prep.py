@@ -228,13 +228,13 @@ without redoing text cleanup or segmentation. Exit code 1 if any input failed.""
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("outputs/figurenet/figurenet.onnx"), show_default=True,
               help="Where to write the trained network (ONNX). Use it with --set prep.figurenet_model=FILE.")
-@click.option("--synth-panels", type=click.IntRange(0, 100_000), default=200, show_default=True,
+@click.option("--synth-panels", type=click.IntRange(0, 100_000), default=250, show_default=True,
               help="fitad.synth panels to draw for training.")
-@click.option("--styles-panels", type=click.IntRange(0, 100_000), default=400, show_default=True,
+@click.option("--styles-panels", type=click.IntRange(0, 100_000), default=750, show_default=True,
               help="fitad.synth_styles panels (dev split only; the holdout split is never trained on).")
 @click.option("--seed", type=click.IntRange(0), default=50_000, show_default=True,
               help="First panel seed; keep it away from the seeds you evaluate on (0...).")
-@click.option("--epochs", type=click.IntRange(1, 1000), default=30, show_default=True)
+@click.option("--epochs", type=click.IntRange(1, 1000), default=36, show_default=True)
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the drawn panels (default: a temporary folder, removed afterwards).")
 def train_figurenet_cmd(out_file: Path, synth_panels: int, styles_panels: int, seed: int, epochs: int,
@@ -243,7 +243,7 @@ def train_figurenet_cmd(out_file: Path, synth_panels: int, styles_panels: int, s
 
     Draws panels with both generators, removes their text with the stage's own cleanup, trains a small
     U-Net on the cleaned image plus the removed-text mask against the exact figure masks (CPU, about
-    17 minutes with the defaults on 2 cores), and exports it to ONNX. The package ships one trained
+    30 minutes with the defaults on 2 cores), and exports it to ONNX. The package ships one trained
     this way with the defaults.
     """
     import importlib.util

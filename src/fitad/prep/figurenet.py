@@ -110,10 +110,10 @@ def snap_to_regions(rgb: np.ndarray, prob: np.ndarray, threshold: float = 0.5, s
 
 @dataclasses.dataclass
 class TrainSettings:
-    synth_panels: int = 200       # fitad.synth panels drawn for training
-    styles_panels: int = 400      # fitad.synth_styles dev panels drawn for training
+    synth_panels: int = 250       # fitad.synth panels drawn for training
+    styles_panels: int = 750      # fitad.synth_styles dev panels drawn for training
     seed: int = 50_000            # far from the seeds evaluate and the tests score (0...)
-    epochs: int = 30
+    epochs: int = 36
     batch: int = 8
     lr: float = 2e-3
     torch_seed: int = 0
