@@ -26,9 +26,10 @@ def test_the_bundled_network_is_the_default_for_panels_but_not_for_photos(monkey
     assert resolve_segmenter(PrepConfig(), content="photo") == "opencv"
     segmenter, why = make_segmenter(PrepConfig(), threads=1)
     assert segmenter.name == "figurenet" and "auto" in why
-    missing = PrepConfig(segmenter="figurenet", figurenet_model=str(tmp_path / "none.onnx"))
-    with pytest.raises(FileNotFoundError, match="train-figurenet"):
-        make_segmenter(missing)
+    from fitad.config import ConfigError
+
+    with pytest.raises(ConfigError, match="figurenet_model = .*none.onnx.*no such file"):
+        PrepConfig(segmenter="figurenet", figurenet_model=str(tmp_path / "none.onnx"))
 
 
 def test_the_bundled_network_finds_a_drawn_figure_and_not_the_empty_paper():

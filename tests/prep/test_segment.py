@@ -103,11 +103,12 @@ def test_rembg_custom_model_through_u2net_custom(u2net_home):
     assert mask.shape == (200, 260) and iou(mask, truth) > 0.8
 
 
-def test_auto_picks_rembg_only_when_the_model_file_is_there(u2net_home):
+def test_auto_picks_rembg_only_when_the_model_file_is_there(u2net_home, monkeypatch):
     assert rembg_model_file("isnet-anime") is None
     seg, why = make_segmenter(PrepConfig(segmenter="auto", rembg_model="isnet-anime"))
     assert seg.name == "figurenet" and "no rembg model 'isnet-anime'" in why      # the bundled network
-    seg, why = make_segmenter(PrepConfig(segmenter="auto", figurenet_model=str(u2net_home / "none.onnx")))
+    monkeypatch.setattr("fitad.prep.figurenet.BUNDLED", u2net_home / "none.onnx")   # a package without it
+    seg, why = make_segmenter(PrepConfig(segmenter="auto"))
     assert isinstance(seg, OpenCVSegmenter) and "no rembg model 'isnet-anime'" in why   # neither file: rules
     seg, why = make_segmenter(PrepConfig(segmenter="auto", rembg_model="tiny_u2net.onnx"))
     assert isinstance(seg, RembgSegmenter) and "auto" in why

@@ -160,11 +160,15 @@ def test_turned_pass_maps_columns_back():
     rgb = np.zeros((30, 50, 3), np.uint8)
     turned = np.rot90(rgb, -1)                                      # 50 rows, 30 columns
     assert turned.shape[:2] == (50, 30)
-    # the turned image's pixel (u, v) shows the original pixel (x = v, y = 29 - u)
+    # the turned image's pixel (u, v) shows the original pixel (x = v, y = 29 - u); polygons are in pixel-edge
+    # coordinates, so pixel centres (+0.5) map to pixel centres
     probe = np.zeros((30, 50), np.uint8)
     probe[7, 12] = 1
     v, u = np.argwhere(np.rot90(probe, -1) == 1)[0]
-    assert np.allclose(rotate_back(np.array([[u, v]], np.float32), 30), [[12, 7]])
+    assert np.allclose(rotate_back(np.array([[u + 0.5, v + 0.5]], np.float32), 30), [[12.5, 7.5]])
+    # a box over the turned columns [0, 10) covers the original rows [20, 30)
+    back = rotate_back(np.array([[0, 5], [10, 5], [10, 9], [0, 9]], np.float32), 30)
+    assert back[:, 1].min() == 20 and back[:, 1].max() == 30
 
 
 def test_vertical_column_found_by_the_turned_pass(rapid):

@@ -313,8 +313,10 @@ def evaluate_cmd(ctx: click.Context, data_dir: Path, synth_n, generator, split, 
             synthesize(SynthConfig(n=synth_n, seed=seed), data_dir, progress=False)
     try:
         report = evaluate(config, data_dir, limit=limit)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    for error in report.errors:
+        click.echo(f"not scored: {error}", err=True)
     if output:
         atomic_write_json(output, report.to_dict())
     from rich.console import Console

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 from typing import ClassVar
 
 from fitad.config import ConfigError, check_choice, check_range
@@ -83,14 +84,17 @@ class PrepConfig:
         check_choice(s, "text_detector", self.text_detector, TEXT_DETECTORS)
         check_range(s, "detect_max_side", self.detect_max_side, lo=128, hi=4096)
         if self.detect_small_side:
-            check_range(s, "detect_small_side", self.detect_small_side, lo=128, hi=4096)
+            check_range(s, "detect_small_side", self.detect_small_side, lo=128, hi=self.detect_max_side - 1)
         check_range(s, "text_box_threshold", self.text_box_threshold, lo=0.0, hi=1.0, lo_open=True)
         check_range(s, "text_unclip_ratio", self.text_unclip_ratio, lo=1.0, hi=4.0)
         check_range(s, "text_dilate_px", self.text_dilate_px, lo=0, hi=64)
-        check_range(s, "text_dilate_share", self.text_dilate_share, lo=0.0, hi=1.0)
+        check_range(s, "text_dilate_share", self.text_dilate_share, lo=0.0, hi=0.5)
         check_choice(s, "inpaint_method", self.inpaint_method, INPAINT_METHODS)
         check_range(s, "inpaint_radius", self.inpaint_radius, lo=1, hi=32)
         check_choice(s, "segmenter", self.segmenter, SEGMENTERS)
+        if self.figurenet_model and not Path(self.figurenet_model).expanduser().is_file():
+            raise ConfigError(f"{s}.figurenet_model = {self.figurenet_model!r}: no such file (leave it empty for the "
+                              "network bundled with fitad, or make one with `fitad prep train-figurenet`)")
         if not self.rembg_model.strip():
             raise ConfigError(f"{s}.rembg_model: a rembg model name is required, e.g. 'isnet-anime'")
         check_range(s, "segment_max_side", self.segment_max_side, lo=64, hi=2048)

@@ -70,18 +70,23 @@ def same_figure(big: Figure, small: Figure, distance: float | None = None, bridg
 
 def _mask_distance(labels: np.ndarray, members: list[int], bbox: Box, piece: int, piece_box: Box,
                    limit: float) -> float:
-    """Pixel distance from the pieces ``members`` to ``piece`` (``limit`` or more when further apart)."""
+    """Pixel distance from the pieces ``members`` to ``piece`` (``limit`` when they are that far apart or more).
+
+    Only figure pixels within ``limit`` of the piece's box can matter, so the work stays in that window.
+    """
     if _gap(bbox, piece_box) >= limit:
         return limit
     h, w = labels.shape
     pad = int(limit) + 1
-    x0, y0 = max(min(bbox[0], piece_box[0]) - pad, 0), max(min(bbox[1], piece_box[1]) - pad, 0)
-    x1, y1 = min(max(bbox[2], piece_box[2]) + pad, w), min(max(bbox[3], piece_box[3]) + pad, h)
+    x0, y0 = max(piece_box[0] - pad, 0), max(piece_box[1] - pad, 0)
+    x1, y1 = min(piece_box[2] + pad, w), min(piece_box[3] + pad, h)
     window = labels[y0:y1, x0:x1]
-    outside = np.where(np.isin(window, members), 0, 255).astype(np.uint8)
-    dist = cv2.distanceTransform(outside, cv2.DIST_L2, 3)
+    figure = np.isin(window, members)
+    if not figure.any():
+        return limit
+    dist = cv2.distanceTransform(np.where(figure, 0, 255).astype(np.uint8), cv2.DIST_L2, 3)
     at_piece = dist[window == piece]
-    return float(at_piece.min()) if at_piece.size else limit
+    return min(float(at_piece.min()), limit) if at_piece.size else limit
 
 
 def _bridged(a: Box, b: Box, text_mask: np.ndarray | None, min_share: float = 0.03) -> bool:
@@ -124,25 +129,53 @@ def balloon_regions(rgb: np.ndarray, text_mask: np.ndarray | None, dark_level: i
     return ids[labels]
 
 
-def _crosses_balloon(labels: np.ndarray, members: list[int], piece: int, balloons: np.ndarray | None,
-                     reach: int) -> bool:
+def balloon_boxes(balloons: np.ndarray | None) -> dict[int, Box]:
+    """Box (x0, y0, x1, y1; exclusive ends) of each labelled balloon."""
+    if balloons is None:
+        return {}
+    n = int(balloons.max()) if balloons.size else 0
+    if n == 0:
+        return {}
+    _n, _l, stats, _c = cv2.connectedComponentsWithStats((balloons > 0).astype(np.uint8), connectivity=4)
+    boxes: dict[int, Box] = {}
+    ys, xs = np.nonzero(balloons)
+    ids = balloons[ys, xs]
+    for balloon in range(1, n + 1):
+        pick = ids == balloon
+        if pick.any():
+            boxes[balloon] = (int(xs[pick].min()), int(ys[pick].min()), int(xs[pick].max()) + 1,
+                              int(ys[pick].max()) + 1)
+    return boxes
+
+
+def _crosses_balloon(labels: np.ndarray, members: list[int], fig_box: Box, piece: int, piece_box: Box,
+                     balloons: np.ndarray | None, boxes: dict[int, Box], reach: int) -> bool:
     """A balloon lies across the figure between ``piece`` and the figure's pieces ``members``: both come within
-    ``reach`` px of it, one above it and one below it, each overlapping its width."""
-    if balloons is None or not balloons.any():
+    ``reach`` px of it, one above it and one below it, each overlapping its width.
+
+    Only balloons whose box comes within ``reach`` of both boxes are looked at, each inside its own window.
+    """
+    if balloons is None:
         return False
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))
-    near_piece = cv2.dilate((labels == piece).astype(np.uint8), kernel) > 0
-    figure = np.isin(labels, members)
-    near_figure = cv2.dilate(figure.astype(np.uint8), kernel) > 0
-    for balloon in set(np.unique(balloons[near_piece])) & set(np.unique(balloons[near_figure])) - {0}:
-        ys, xs = np.nonzero(balloons == balloon)
-        top, bottom, left, right = ys.min(), ys.max(), xs.min(), xs.max()
-        piece_rows = np.nonzero((labels == piece)[:, left:right + 1].any(axis=1))[0]
-        figure_rows = np.nonzero(figure[:, left:right + 1].any(axis=1))[0]
+    h, w = labels.shape
+    for balloon, (bx0, by0, bx1, by1) in boxes.items():
+        if _gap(fig_box, (bx0, by0, bx1, by1)) > reach or _gap(piece_box, (bx0, by0, bx1, by1)) > reach:
+            continue
+        x0, y0, x1, y1 = max(bx0 - reach, 0), max(by0 - reach, 0), min(bx1 + reach, w), min(by1 + reach, h)
+        inside = balloons[y0:y1, x0:x1] == balloon
+        near = cv2.dilate(inside.astype(np.uint8), cv2.getStructuringElement(
+            cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))) > 0
+        window = labels[y0:y1, x0:x1]
+        if not (near & (window == piece)).any() or not (near & np.isin(window, members)).any():
+            continue
+        columns = labels[:, bx0:bx1]
+        piece_rows = np.nonzero((columns == piece).any(axis=1))[0]
+        figure_rows = np.nonzero(np.isin(columns, members).any(axis=1))[0]
         if not len(piece_rows) or not len(figure_rows):
             continue
-        below = piece_rows.min() >= (top + bottom) / 2 and figure_rows.min() < top
-        above = piece_rows.max() <= (top + bottom) / 2 and figure_rows.max() > bottom
+        middle = (by0 + by1 - 1) / 2
+        below = piece_rows.min() >= middle and figure_rows.min() < by0
+        above = piece_rows.max() <= middle and figure_rows.max() >= by1
         if below or above:
             return True
     return False
@@ -163,23 +196,29 @@ def find_figures(mask: np.ndarray, min_area_frac: float = 0.004, split: bool = T
     pieces = [(i, Figure((int(x), int(y), int(x + w), int(y + h)), int(a)))
               for i, (x, y, w, h, a) in enumerate(stats[1:], start=1) if a >= max(1, min_area // 10)]
     pieces.sort(key=lambda p: p[1].area, reverse=True)
+    boxes = balloon_boxes(balloons)
     figures: list[tuple[list[int], Figure]] = []
     for label, piece in pieces:
+        accepting: list[tuple[float, int]] = []  # (distance, figure index): the piece joins the nearest
         for k, (members, fig) in enumerate(figures):
-            joins = not split
-            if not joins:
-                distance = _mask_distance(labels, members, fig.bbox, label, piece.bbox, 0.5 * fig.side)
-                joins = same_figure(fig, piece, distance, False)
-                if not joins and distance < 0.5 * fig.side and _bridged(fig.bbox, piece.bbox, text_mask):
-                    joins = same_figure(fig, piece, distance, True)
-                # a balloon laid across a figure: however tall it is, the parts on either side are one figure
-                joins = joins or _crosses_balloon(labels, members, label, balloons, max(8, int(0.03 * fig.side)))
+            if not split:
+                accepting.append((0.0, k))
+                continue
+            distance = _mask_distance(labels, members, fig.bbox, label, piece.bbox, 0.5 * fig.side)
+            joins = same_figure(fig, piece, distance, False)
+            if not joins and distance < 0.5 * fig.side and _bridged(fig.bbox, piece.bbox, text_mask):
+                joins = same_figure(fig, piece, distance, True)
+            # a balloon laid across a figure: however tall it is, the parts on either side are one figure
+            joins = joins or _crosses_balloon(labels, members, fig.bbox, label, piece.bbox, balloons, boxes,
+                                              max(8, int(0.03 * fig.side)))
             if joins:
-                figures[k] = (members + [label], Figure(_union(fig.bbox, piece.bbox), fig.area + piece.area))
-                break
-        else:
-            if piece.area >= min_area:  # small pieces join a figure or are dropped as noise
-                figures.append(([label], piece))
+                accepting.append((distance, k))
+        if accepting:
+            _d, k = min(accepting)
+            members, fig = figures[k]
+            figures[k] = (members + [label], Figure(_union(fig.bbox, piece.bbox), fig.area + piece.area))
+        elif piece.area >= min_area:  # small pieces join a figure or are dropped as noise
+            figures.append(([label], piece))
     return sorted((fig for _m, fig in figures), key=lambda f: f.area, reverse=True)
 
 
@@ -187,22 +226,27 @@ def not_a_figure(fig: Figure, mask: np.ndarray, text_mask: np.ndarray | None, ma
                  max_rect_fill: float = 0.95, max_solidity: float = 0.96, min_thickness: float = 0.12) -> str | None:
     """Why a masked region is not a drawn figure, or None when nothing says so.
 
-    * text: removed text covers ``max_text_share`` of its box or more (a narration box, a balloon);
+    * text: removed lettering covers ``max_text_share`` of the region (holes filled) or more (a caption box);
     * a rectangle: its pixels fill ``max_rect_fill`` of their rotated bounding rectangle (a building, a
       window, a caption box); a figure's outline always leaves much of that rectangle empty;
     * a plain convex shape: it fills ``max_solidity`` of its convex hull (an ellipse, a cloud puff); a drawn
       figure's head, arms and legs leave gaps in its hull (under 0.94 on every character of both generators);
     * a line: its shorter side is under ``min_thickness`` of its longer one (a speed line, a frame piece).
     """
+    from fitad.prep.segment import fill_holes
+
     x0, y0, x1, y1 = fig.bbox
     w, h = x1 - x0, y1 - y0
+    region = (mask[y0:y1, x0:x1] > 127).astype(np.uint8)
     if text_mask is not None:
-        text_share = np.count_nonzero(text_mask[y0:y1, x0:x1]) / max(w * h, 1)
+        # measured on the region itself (holes filled: the lettering inside a caption box), so a figure whose
+        # box spans the balloon laid across it is not taken for text
+        filled = fill_holes(region * 255) > 0
+        text_share = np.count_nonzero(text_mask[y0:y1, x0:x1][filled]) / max(np.count_nonzero(filled), 1)
         if text_share >= max_text_share:
-            return f"mostly text ({text_share:.0%} of its box was removed text): a narration box or a balloon"
+            return f"mostly text ({text_share:.0%} of it was removed lettering), likely a narration box or a balloon"
     if min(w, h) < min_thickness * max(w, h):
         return f"a thin line or strip ({w}x{h} px), not a figure"
-    region = (mask[y0:y1, x0:x1] > 127).astype(np.uint8)
     contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if contours:
         biggest = max(contours, key=cv2.contourArea)
@@ -210,19 +254,25 @@ def not_a_figure(fig: Figure, mask: np.ndarray, text_mask: np.ndarray | None, ma
         area = cv2.contourArea(biggest)
         fill = area / max(rw * rh, 1.0)
         if fill >= max_rect_fill:
-            return f"a plain rectangle ({fill:.0%} of its bounding rectangle is filled): a building, window or panel element"
+            return f"a plain rectangle ({fill:.0%} of its bounding rectangle is filled), likely a building, window or sign"
         solidity = area / max(cv2.contourArea(cv2.convexHull(biggest)), 1.0)
         if solidity >= max_solidity:
-            return (f"a plain convex shape ({solidity:.0%} of its convex hull is filled): a balloon, a cloud or a "
-                    "sign, not a figure with a head and limbs")
+            return (f"a plain convex shape ({solidity:.0%} of its convex hull is filled), likely a balloon or a "
+                    "cloud, not a figure with a head and limbs")
     return None
 
 
-def cut_sides(bbox: Box, width: int, height: int, tolerance: int = 2) -> list[str]:
-    """The image edges ``bbox`` touches: there the figure may go on beyond what the image shows."""
+def cut_sides(bbox: Box, width: int, height: int, tolerance: int = 2,
+              frame: Box | None = None) -> list[str]:
+    """The picture edges ``bbox`` touches: there the figure may go on beyond what the panel shows.
+
+    ``frame`` is the inside of the panel's frame line when it has one (x0, y0, x1, y1): a figure cut by
+    the frame ends there, a few pixels inside the image.
+    """
     x0, y0, x1, y1 = bbox
-    return [side for side, hit in (("top", y0 <= tolerance), ("bottom", y1 >= height - tolerance),
-                                   ("left", x0 <= tolerance), ("right", x1 >= width - tolerance)) if hit]
+    fx0, fy0, fx1, fy1 = frame or (0, 0, width, height)
+    return [side for side, hit in (("top", y0 <= fy0 + tolerance), ("bottom", y1 >= fy1 - tolerance),
+                                   ("left", x0 <= fx0 + tolerance), ("right", x1 >= fx1 - tolerance)) if hit]
 
 
 def square_box(bbox: Box, margin: float, width: int, height: int) -> Box:

@@ -12,7 +12,10 @@ Metrics, per panel and overall:
 * characters found: the subjects the stage kept are matched one to one with the characters (box IoU
   at least ``MATCH_IOU``, best pairs first); the share of characters that got a subject;
 * character IoU: per character, the best box IoU of any subject; the mean over characters;
-* whole-character crops: the crop made for a character's best subject holds its whole box;
+* whole-character crops: the crop made for a character's own subject (matched as above) holds its whole
+  box, so this is never above characters found;
+* character pixels removed: the share of the characters' visible pixels inside the region the text
+  cleanup removes (what over-eager cleanup costs the figures);
 * false subjects: kept subjects matched to no character (narration boxes, buildings, balloon pieces,
   or one half of a split figure), per panel; ``false_subject_kinds`` tells pieces of a character
   from regions holding none;
@@ -33,7 +36,7 @@ import numpy as np
 from fitad.prep.config import PrepConfig
 from fitad.prep.io import load_image
 from fitad.prep.run import Backends, process_image, run_tasks
-from fitad.prep.text import text_mask
+from fitad.prep.text import detect_text, text_mask
 
 COVERAGE = 0.5      # share of a text box that detections must cover for it to count as found
 MATCH_IOU = 0.5     # box IoU at which a subject counts as a character's
@@ -94,12 +97,9 @@ def score_characters(chars: list[list[int]], char_masks: list[np.ndarray], subje
     ``subjects[k]`` is the box of a kept subject and ``crops[k]`` the square box its crop was cut from.
     """
     matched = match_boxes(chars, subjects)
-    best_iou, whole = [], 0
-    for i, char in enumerate(chars):
-        ious = [box_iou(char, s) for s in subjects]
-        best_iou.append(max(ious, default=0.0))
-        if ious and box_inside(char, crops[int(np.argmax(ious))]):
-            whole += 1
+    best_iou = [max((box_iou(char, s) for s in subjects), default=0.0) for char in chars]
+    # whole: the crop made for the character's own subject holds it (one huge subject cannot count for all)
+    whole = sum(box_inside(chars[i], crops[j]) for i, j in matched.items())
     kinds: list[str] = []
     for j in set(range(len(subjects))) - set(matched.values()):
         x0, y0, x1, y1 = subjects[j]
@@ -113,7 +113,7 @@ def score_characters(chars: list[list[int]], char_masks: list[np.ndarray], subje
 def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
     mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if mask is None or mask.shape != shape:
-        raise ValueError(f"{path.name}: missing or not {shape[1]}x{shape[0]}")
+        raise ValueError(f"mask {path.name} is missing, unreadable or not {shape[1]}x{shape[0]}")
     return mask
 
 
@@ -135,7 +135,7 @@ def evaluate_panel(json_path: str, config: PrepConfig, backends: Backends) -> di
         counts[0] += 1
         counts[1] += box_coverage(text["box"], detected) >= COVERAGE
     gt_text = text_mask(shape, [np.asarray(t["polygon"], np.float32) for t in texts]) > 0
-    residual_polys = backends.text.detect(result.cleaned) if texts else []
+    residual_polys = detect_text(backends.text, result.cleaned, config) if texts else []
     residual = text_mask(shape, residual_polys) > 0
     text_area = int(np.count_nonzero(gt_text))
 
@@ -145,6 +145,7 @@ def evaluate_panel(json_path: str, config: PrepConfig, backends: Backends) -> di
     truth = read_mask(root / meta["subject_mask"], shape)
     characters = score_characters([c["bbox"] for c in chars], char_masks, [list(f.bbox) for f in result.figures],
                                   [list(c.box) for c in result.crops])
+    visible = np.logical_or.reduce(char_masks) if char_masks else np.zeros(shape, bool)
     return {
         "image": meta["image"],
         "background": meta.get("background", "?"),
@@ -156,6 +157,8 @@ def evaluate_panel(json_path: str, config: PrepConfig, backends: Backends) -> di
         "residual_area": int(np.count_nonzero(residual & gt_text)),
         "residual_text": round(np.count_nonzero(residual & gt_text) / text_area, 4) if text_area else 0.0,
         **characters,
+        "character_area": int(np.count_nonzero(visible)),
+        "character_area_removed": int(np.count_nonzero(visible & detected)),
         "rejected": result.rejected,
         "iou": round(mask_iou(result.mask, truth), 4),
         "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()},
@@ -175,6 +178,7 @@ class EvalReport:
     targets: dict[str, tuple[str, float]]
     passed: dict[str, bool]
     backends: dict[str, str]
+    errors: list[str] = dataclasses.field(default_factory=list)  # panels that could not be scored, and why
 
     @property
     def all_passed(self) -> bool:
@@ -182,7 +186,7 @@ class EvalReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"overall": self.overall, "targets": {k: f"{op} {v}" for k, (op, v) in self.targets.items()},
-                "passed": self.passed, "backends": self.backends, "panels": self.panels}
+                "passed": self.passed, "backends": self.backends, "errors": self.errors, "panels": self.panels}
 
 
 def _ratio(num: float, den: float, empty: float | None) -> float | None:
@@ -224,6 +228,8 @@ def aggregate(panels: list[dict[str, Any]]) -> dict[str, Any]:
         "false_subjects_per_panel": _ratio(len(false_kinds), len(panels), 0.0),
         "false_subject_kinds": {k: false_kinds.count(k) for k in sorted(set(false_kinds))},
         "rejected_subjects": sum(len(p["rejected"]) for p in panels),
+        "character_pixels_removed": _ratio(sum(p.get("character_area_removed", 0) for p in panels),
+                                           sum(p.get("character_area", 0) for p in panels), 0.0),
         "mask_iou": round(float(np.mean([p["iou"] for p in panels])), 4) if panels else 0.0,
         "min_mask_iou": round(float(np.min([p["iou"] for p in panels])), 4) if panels else 0.0,
         **{f"mask_iou_{bg}": round(float(np.mean(v)), 4) for bg, v in sorted(by_bg.items())},
@@ -263,11 +269,19 @@ def evaluate(config: PrepConfig, data_dir: str | os.PathLike, *, limit: int | No
     backends = results[0].pop("_backends")
     for r in results[1:]:
         r.pop("_backends", None)
-    overall = aggregate(results)
-    return EvalReport(results, overall, dict(TARGETS), check_targets(overall), backends)
+    errors = [r["error"] for r in results if "error" in r]
+    scored = [r for r in results if "error" not in r]
+    if not scored:
+        raise ValueError("no panel could be scored: " + "; ".join(errors[:5]))
+    overall = aggregate(scored)
+    return EvalReport(scored, overall, dict(TARGETS), check_targets(overall), backends, errors)
 
 
 def _evaluate_task(json_path: str, config: PrepConfig, backends: Backends, worker: dict[str, Any]) -> dict:
-    out = evaluate_panel(json_path, config, backends)
+    try:
+        out = evaluate_panel(json_path, config, backends)
+    except (KeyError, TypeError, ValueError, OSError) as exc:  # a broken panel is reported, the others are scored
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        out = {"image": Path(json_path).name, "error": f"{Path(json_path).name}: {what}"}
     out["_backends"] = backends.names()
     return out

@@ -68,7 +68,7 @@ class FigureNetSegmenter:
         """Figure probability (float32, 0..1) at the resolution of ``rgb``."""
         x, (w, h) = prepare_input(rgb, text_mask)
         logits = self._session.run(None, {self._input: x})[0][0, 0, :h, :w]
-        prob = 1.0 / (1.0 + np.exp(-logits))
+        prob = 0.5 * (1.0 + np.tanh(0.5 * logits))  # the logistic function, without overflow
         return cv2.resize(prob, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
 
     def segment(self, rgb: np.ndarray, text_mask: np.ndarray | None = None) -> np.ndarray:
@@ -76,34 +76,33 @@ class FigureNetSegmenter:
         return snap_to_regions(rgb, self.probability(rgb, text_mask), self.threshold)
 
 
-def snap_to_regions(rgb: np.ndarray, prob: np.ndarray, threshold: float = 0.5, sure: float = 0.25,
+def snap_to_regions(rgb: np.ndarray, prob: np.ndarray, threshold: float = 0.5, sure: float = 0.9,
                     dark_level: int = 80) -> np.ndarray:
     """A figure mask whose edges follow the drawn outlines rather than the network's coarse grid.
 
-    The picture is cut into the regions its dark lines enclose. A region whose mean probability is
-    clearly above or below ``threshold`` (by ``sure``) is taken whole, figure or background; an unclear
-    one (a figure whose outline leaks into the background) keeps the per-pixel decision. Dark line
-    pixels follow the per-pixel decision, except the panel's frame (figures cut by it would join along it);
-    holes inside a figure are filled.
+    The picture is cut into the regions its dark lines enclose. A region with ``sure`` of its pixels on
+    one side of ``threshold`` is taken whole, figure or background; any other (a figure whose outline
+    leaks into the background) keeps the per-pixel decision. Dark line pixels follow the per-pixel
+    decision, except the panel's frame (figures cut by it would join along it); holes inside a figure
+    are filled.
     """
-    from fitad.prep.segment import fill_holes, frame_interior
+    from fitad.prep.segment import fill_holes, picture_frame
 
     dark = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) < dark_level
     n, labels = cv2.connectedComponents((~dark).astype(np.uint8), connectivity=4)
-    sums = np.bincount(labels.ravel(), weights=prob.ravel(), minlength=n)
-    counts = np.maximum(np.bincount(labels.ravel(), minlength=n), 1)
-    mean = sums / counts
+    above = prob >= threshold
+    share = np.bincount(labels.ravel(), weights=above.ravel(), minlength=n) / np.maximum(
+        np.bincount(labels.ravel(), minlength=n), 1)
     decided = np.full(n, -1, np.int8)  # -1: per pixel
-    decided[mean >= threshold + sure] = 1
-    decided[mean <= threshold - sure] = 0
+    decided[share >= sure] = 1
+    decided[share <= 1 - sure] = 0
     decided[0] = -1  # label 0 is the dark lines
     region = decided[labels]
-    mask = np.where(region == -1, prob >= threshold, region == 1).astype(np.uint8) * 255
-    x0, y0, x1, y1 = frame_interior(dark)
+    mask = np.where(region == -1, above, region == 1).astype(np.uint8) * 255
+    x0, y0, x1, y1 = picture_frame(rgb, dark_level=dark_level)
     inside = np.zeros_like(mask)
     inside[y0:y1, x0:x1] = 255
-    mask = mask & inside
-    return fill_holes(mask)
+    return fill_holes(mask & inside)
 
 
 # ---------------------------------------------------------------- training (torch; not used by the prep stage)

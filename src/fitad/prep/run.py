@@ -39,7 +39,7 @@ from fitad.fsutil import atomic_write_bytes, atomic_write_text
 from fitad.paths import UnsafePathError
 from fitad.prep.io import (ImageLoadError, check_file_bytes, encode_png, load_image, read_input, scan_inputs,
                            sha256_bytes)
-from fitad.prep.segment import Segmenter, figurenet_file, make_segmenter, resolve_segmenter
+from fitad.prep.segment import Segmenter, figurenet_file, make_segmenter, picture_frame, resolve_segmenter
 from fitad.prep.text import (TextDetector, detect_text, drop_line_art, make_text_detector, remove_text,
                              resolve_text_detector)
 
@@ -226,11 +226,12 @@ def crop_image(cleaned: np.ndarray, text_mask: np.ndarray, config: PrepConfig, b
                            balloon_regions(cleaned, text_mask))
     accepted, rejected = select_figures(figures, config.min_subject_side, mask, text_mask)
     height, width = cleaned.shape[:2]
+    frame = picture_frame(cleaned) if accepted else None
     crops = []
     for fig in accepted:
         box = square_box(fig.bbox, config.crop_margin, width, height)
         crops.append(CropResult(fig, box, crop_square(cleaned, box, config.resolution, config.pad_mode),
-                                cut_at=cut_sides(fig.bbox, width, height)))
+                                cut_at=cut_sides(fig.bbox, width, height, frame=frame)))
     timer.lap("crop")
     return CroppedImage(mask, accepted, rejected, crops)
 

@@ -162,6 +162,21 @@ def frame_interior(dark: np.ndarray, min_len: float = 0.85, edge_zone: float = 0
     return left or 0, top or 0, right or w, bottom or h
 
 
+def picture_frame(rgb: np.ndarray, max_side: int = 768, dark_level: int = 80) -> tuple[int, int, int, int]:
+    """Inside of the panel's frame line in ``rgb``'s pixels (the whole image when it has none).
+
+    Found on a copy pooled to ``max_side`` (thin lines kept), so large images cost no more than small ones.
+    """
+    h, w = rgb.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    dark = pool_any(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) < dark_level, size)
+    x0, y0, x1, y1 = frame_interior(dark)
+    sx, sy = w / size[0], h / size[1]
+    return (min(int(np.ceil(x0 * sx)), w), min(int(np.ceil(y0 * sy)), h),
+            max(int(np.floor(x1 * sx)), 0), max(int(np.floor(y1 * sy)), 0))
+
+
 def background_palette(lab_pixels: np.ndarray, k: int = 4, min_share: float = 0.15) -> tuple[np.ndarray, float]:
     """Main colours of the background (k-means in Lab) and their spread (median distance to them).
 

@@ -18,6 +18,7 @@ from fitad.prep.config import PrepConfig
 
 EASYOCR_DETECTOR_FILE = "craft_mlt_25k.pth"  # EasyOCR's CRAFT detection weights
 EASYOCR_LANGS = ["ko", "en"]
+MAX_GROW_PX = 64  # the most any text polygon is grown for inpainting, however big the lettering
 
 
 class TextDetector(Protocol):
@@ -158,9 +159,9 @@ def polygon_bounds(polygon: np.ndarray) -> tuple[float, float, float, float]:
 def rotate_back(polygon: np.ndarray, height: int) -> np.ndarray:
     """A polygon found on the image turned 90 degrees clockwise, in the original image's coordinates.
 
-    Turning maps (x, y) to (height - 1 - y, x); this is its inverse.
+    Turning maps the point (x, y) to (height - y, x) (pixel edges, not pixel indices); this is its inverse.
     """
-    return np.stack([polygon[:, 1], height - 1 - polygon[:, 0]], axis=1).astype(np.float32)
+    return np.stack([polygon[:, 1], height - polygon[:, 0]], axis=1).astype(np.float32)
 
 
 def detect_small(detector: TextDetector, rgb: np.ndarray, side: int) -> list[np.ndarray]:
@@ -197,12 +198,19 @@ def detect_text(detector: TextDetector, rgb: np.ndarray, config: PrepConfig) -> 
     if not extra:
         return polygons
     covered = text_mask(rgb.shape, polygons) > 0
+    h, w = covered.shape
     for polygon in extra:
-        own = text_mask(rgb.shape, [polygon]) > 0
+        x0, y0, x1, y1 = polygon_bounds(polygon)
+        wx0, wy0 = max(int(x0), 0), max(int(y0), 0)
+        wx1, wy1 = min(int(np.ceil(x1)) + 1, w), min(int(np.ceil(y1)) + 1, h)
+        if wx1 <= wx0 or wy1 <= wy0:
+            continue
+        own = text_mask((wy1 - wy0, wx1 - wx0), [polygon - [wx0, wy0]]) > 0  # in the polygon's own window
         area = np.count_nonzero(own)
-        if area and np.count_nonzero(own & covered) < 0.8 * area:
+        window = covered[wy0:wy1, wx0:wx1]
+        if area and np.count_nonzero(own & window) < 0.8 * area:
             polygons.append(polygon)
-            covered |= own
+            window |= own
     return polygons
 
 
@@ -300,13 +308,14 @@ def drop_line_art(rgb: np.ndarray, polygons: list[np.ndarray], pad: float = 0.25
 def text_mask(shape: tuple[int, int], polygons: list[np.ndarray], dilate_px: int = 0,
               dilate_share: float = 0.0) -> np.ndarray:
     """uint8 mask (255 = text) of the filled polygons, each grown by ``dilate_px`` or by ``dilate_share`` of
-    its shorter side, whichever is more: big lettering has outlines and shadows beyond the detected box."""
+    its shorter side, whichever is more (at most ``MAX_GROW_PX``): big lettering has outlines and shadows
+    beyond the detected box."""
     mask = np.zeros(shape[:2], np.uint8)
     h, w = mask.shape
     for polygon in polygons:  # one at a time: fillPoly with several polygons leaves their overlaps unfilled
         points = np.round(polygon).astype(np.int32)
         x0, y0, x1, y1 = polygon_bounds(polygon)
-        grow = max(dilate_px, int(round(dilate_share * min(x1 - x0, y1 - y0))))
+        grow = min(max(dilate_px, int(round(dilate_share * min(x1 - x0, y1 - y0)))), MAX_GROW_PX)
         if grow <= 0:
             cv2.fillPoly(mask, [points], 255)
             continue
