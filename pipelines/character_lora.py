@@ -79,7 +79,7 @@ def build(cluster: bool = True, gpu: bool = True):
                                                   "register it in MLflow (approved when it passes the gate).")
     def character_lora(data_uri: str = "synth:8", trigger: str = "sks", class_word: str = "", family: str = "sd15",
                        base_model: str = "", rank: int = 8, steps: int = 30, resolution: int = 128,
-                       learning_rate: float = 1e-3, captioner: str = "template", text_box_threshold: float = 0.6,
+                       learning_rate: float = 1e-3, captioner: str = "template", text_box_threshold: float = 0.4,
                        min_clip_t: float = 0.0, min_clip_i: float = 0.5, model_name: str = "",
                        experiment: str = "fitad", profile: str = "", data_version: str = "",
                        prep_version: str = "", config_version: str = ""):

@@ -156,7 +156,8 @@ def test_crop_subjects_reads_a_plain_folder_of_images(panels, tmp_path):
     (plain / "manifest.json").write_text('{"stage": "fetch", "files": 5}')  # another tool's: just a file
     report = crop_subjects(CONFIG, plain, tmp_path / "crops")
     assert report.totals["ok"] == 4 and {i.input: i.status for i in report.items}["broken.png"] == "failed"
-    assert (tmp_path / "crops" / "images" / "panel_0001.png").is_file()
+    # without the clean-text stage's masks nothing tells lettering from figures: crops of both may come out
+    assert list((tmp_path / "crops" / "images").glob("panel_0001*.png"))
 
 
 def test_rerun_removes_stale_outputs_and_refuses_a_manifest_pointing_out(synth_dir, tmp_path):

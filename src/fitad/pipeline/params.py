@@ -37,7 +37,7 @@ class PipelineParams:
     resolution: int = 128            # prep crops and training side
     learning_rate: float = 1e-3
     captioner: str = "template"      # template | blip
-    text_box_threshold: float = 0.6  # text detector box score threshold
+    text_box_threshold: float = 0.4  # text detector box score threshold
     min_clip_t: float = 0.0          # gate floors (the embedded tiny CLIP's; production: 0.20 / 0.60)
     min_clip_i: float = 0.5
     model_name: str = ""             # registered model; "": fitad-<trigger>
