@@ -11,6 +11,8 @@ import dataclasses
 import cv2
 import numpy as np
 
+from fitad.prep.segment import fill_holes
+
 Box = tuple[int, int, int, int]
 
 
@@ -136,7 +138,6 @@ def balloon_boxes(balloons: np.ndarray | None) -> dict[int, Box]:
     n = int(balloons.max()) if balloons.size else 0
     if n == 0:
         return {}
-    _n, _l, stats, _c = cv2.connectedComponentsWithStats((balloons > 0).astype(np.uint8), connectivity=4)
     boxes: dict[int, Box] = {}
     ys, xs = np.nonzero(balloons)
     ids = balloons[ys, xs]
@@ -233,8 +234,6 @@ def not_a_figure(fig: Figure, mask: np.ndarray, text_mask: np.ndarray | None, ma
       figure's head, arms and legs leave gaps in its hull (under 0.94 on every character of both generators);
     * a line: its shorter side is under ``min_thickness`` of its longer one (a speed line, a frame piece).
     """
-    from fitad.prep.segment import fill_holes
-
     x0, y0, x1, y1 = fig.bbox
     w, h = x1 - x0, y1 - y0
     region = (mask[y0:y1, x0:x1] > 127).astype(np.uint8)
