@@ -40,8 +40,10 @@ class PrepConfig:
     text_detector: str = "auto"
     easyocr_model_dir: str = "~/.EasyOCR/model"
     detect_max_side: int = 960
-    detect_small_side: int = 512    # a second pass on a copy this size finds big lettering (0: no second pass)
+    detect_small_side: int = 0      # a second pass on a copy this size (big lettering; LetterNet finds it now)
     detect_vertical: bool = False   # a pass on the image turned 90 degrees finds vertical text columns
+    letternet: bool = True          # LetterNet marks lettering the detector misses (big sound effects)
+    letternet_model: str = ""       # LetterNet ONNX file; empty: the one bundled with fitad
     text_box_threshold: float = 0.4
     text_unclip_ratio: float = 1.6
     text_drop_line_art: bool = True
@@ -85,6 +87,9 @@ class PrepConfig:
         check_range(s, "detect_max_side", self.detect_max_side, lo=128, hi=4096)
         if self.detect_small_side:
             check_range(s, "detect_small_side", self.detect_small_side, lo=128, hi=self.detect_max_side - 1)
+        if self.letternet_model and not Path(self.letternet_model).expanduser().is_file():
+            raise ConfigError(f"{s}.letternet_model = {self.letternet_model!r}: no such file (leave it empty for the "
+                              "network bundled with fitad, or make one with `fitad prep train-letternet`)")
         check_range(s, "text_box_threshold", self.text_box_threshold, lo=0.0, hi=1.0, lo_open=True)
         check_range(s, "text_unclip_ratio", self.text_unclip_ratio, lo=1.0, hi=4.0)
         check_range(s, "text_dilate_px", self.text_dilate_px, lo=0, hi=64)

@@ -152,11 +152,16 @@ def balloon_boxes(balloons: np.ndarray | None) -> dict[int, Box]:
 def _crosses_balloon(labels: np.ndarray, members: list[int], fig_box: Box, piece: int, piece_box: Box,
                      balloons: np.ndarray | None, boxes: dict[int, Box], reach: int) -> bool:
     """A balloon lies across the figure between ``piece`` and the figure's pieces ``members``: both come within
-    ``reach`` px of it, one above it and one below it, each overlapping its width.
+    ``reach`` px of it, one above it and one below it, each overlapping its width, and the piece lies over
+    the figure (half the narrower of the two widths shared: a neighbour beside the figure, whose head shows
+    above the same balloon, is not part of it).
 
     Only balloons whose box comes within ``reach`` of both boxes are looked at, each inside its own window.
     """
     if balloons is None:
+        return False
+    shared = min(fig_box[2], piece_box[2]) - max(fig_box[0], piece_box[0])
+    if shared < 0.5 * min(fig_box[2] - fig_box[0], piece_box[2] - piece_box[0]):
         return False
     h, w = labels.shape
     for balloon, (bx0, by0, bx1, by1) in boxes.items():

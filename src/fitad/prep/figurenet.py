@@ -23,9 +23,11 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from fitad.prep.training_panels import build_pairs, draw_panels, on_canvas, read_panel
+from fitad.prep.unet import STRIDE, WIDTHS, OnnxNet, build_unet, export_onnx, fit_unet, logistic
+
 INPUT_SIDE = 288
 CROP = 160     # training sees random crops this size (a quarter of the work of whole panels)
-STRIDE = 16  # the input is padded to a multiple of this (three poolings and some room)
 BUNDLED = Path(__file__).resolve().parent.parent / "assets" / "models" / "figurenet.onnx"
 
 
@@ -50,25 +52,17 @@ class FigureNetSegmenter:
     name = "figurenet"
 
     def __init__(self, model_file: str | os.PathLike = BUNDLED, threads: int | None = None, threshold: float = 0.5):
-        import onnxruntime as ort
-
         path = Path(model_file)
         if not path.is_file():
             raise FileNotFoundError(f"FigureNet model {path} not found; `fitad prep train-figurenet` makes one")
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        self._input = self._session.get_inputs()[0].name
+        self._net = OnnxNet(path, threads, "FigureNet")
         self.threshold = threshold
         self.model = path.name
 
     def probability(self, rgb: np.ndarray, text_mask: np.ndarray | None = None) -> np.ndarray:
         """Figure probability (float32, 0..1) at the resolution of ``rgb``."""
         x, (w, h) = prepare_input(rgb, text_mask)
-        logits = self._session.run(None, {self._input: x})[0][0, 0, :h, :w]
-        prob = 0.5 * (1.0 + np.tanh(0.5 * logits))  # the logistic function, without overflow
+        prob = logistic(self._net.logits(x)[0, 0, :h, :w])
         return cv2.resize(prob, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
 
     def segment(self, rgb: np.ndarray, text_mask: np.ndarray | None = None) -> np.ndarray:
@@ -115,150 +109,88 @@ class TrainSettings:
     epochs: int = 36
     batch: int = 8
     lr: float = 2e-3
+    crop: int = CROP
+    widths: tuple[int, int, int, int] = WIDTHS  # channels per U-Net level (the ONNX file carries them)
     torch_seed: int = 0
+    workers: int = 1              # processes drawing and cleaning the panels
+    device: str = "auto"          # auto: the GPU when torch sees one
 
     def __post_init__(self) -> None:
         if self.synth_panels < 0 or self.styles_panels < 0 or self.synth_panels + self.styles_panels < 8:
             raise ValueError("train-figurenet needs at least 8 panels in all (synth_panels + styles_panels)")
         if self.epochs < 1 or self.batch < 1 or not 0 < self.lr < 1:
             raise ValueError("epochs and batch must be >= 1 and lr in (0, 1)")
+        if not STRIDE <= self.crop <= INPUT_SIDE or self.crop % STRIDE:
+            raise ValueError(f"crop must be a multiple of {STRIDE} between {STRIDE} and {INPUT_SIDE}, got {self.crop}")
+        if self.workers < 1 or self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError("workers must be >= 1 and device one of auto, cpu, cuda")
+        self.widths = tuple(int(w) for w in self.widths)
+        if len(self.widths) != 4 or min(self.widths) < 4:
+            raise ValueError(f"widths must be four channel counts >= 4, got {self.widths}")
 
 
-def build_model():
-    """The U-Net: 4 -> 12 -> 24 -> 32 -> 48 channels, three poolings, skip connections, one logit per pixel."""
-    import torch
-    from torch import nn
-
-    def block(cin: int, cout: int) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-                             nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-    class UNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.e1, self.e2, self.e3, self.mid = block(4, 12), block(12, 24), block(24, 32), block(32, 48)
-            self.d3, self.d2, self.d1 = block(48 + 32, 32), block(32 + 24, 24), block(24 + 12, 12)
-            self.out = nn.Conv2d(12, 1, 1)
-            self.pool = nn.MaxPool2d(2)
-            self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
-
-        def forward(self, x):
-            a = self.e1(x)
-            b = self.e2(self.pool(a))
-            c = self.e3(self.pool(b))
-            m = self.mid(self.pool(c))
-            c = self.d3(torch.cat([self.up(m), c], 1))
-            b = self.d2(torch.cat([self.up(c), b], 1))
-            a = self.d1(torch.cat([self.up(b), a], 1))
-            return self.out(a)
-
-    return UNet()
+def build_model(widths: tuple[int, int, int, int] = WIDTHS):
+    """FigureNet's U-Net: RGB + text mask in, one figure logit per pixel out."""
+    return build_unet(4, widths)
 
 
-def training_pairs(settings: TrainSettings, workdir: Path,
-                   progress: Callable[[str], None] = lambda _m: None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Inputs (N, 4, S, S), targets (N, 1, S, S) and valid-area masks, from panels drawn into ``workdir``."""
-    from fitad.config import SynthConfig
+_CLEANUP: dict = {}  # per process: the prep config and its loaded text detector
+
+
+def _load_cleanup(config_fields: dict) -> None:
     from fitad.prep.config import PrepConfig
-    from fitad.prep.run import clean_image, load_backends
-    from fitad.synth import synthesize
-    from fitad.synth_styles import synthesize_styles
+    from fitad.prep.run import load_backends
 
-    folders = []
-    if settings.synth_panels:
-        synthesize(SynthConfig(n=settings.synth_panels, seed=settings.seed), workdir / "synth", progress=False)
-        folders.append(workdir / "synth")
-    if settings.styles_panels:
-        synthesize_styles(workdir / "styles", settings.styles_panels, seed=settings.seed, split="dev")
-        folders.append(workdir / "styles")
-    config = PrepConfig()
-    backends = load_backends(config, needs=("text_detector",))
-    side = INPUT_SIDE
-    xs, ys, valid = [], [], []
-    import json
+    config = PrepConfig(**config_fields)
+    _CLEANUP.update(config=config, backends=load_backends(config, threads=1, needs=("text_detector",)))
 
-    for folder in folders:
-        for meta_path in sorted(folder.glob("*.json")):
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            rgb = cv2.cvtColor(cv2.imread(str(folder / meta["image"])), cv2.COLOR_BGR2RGB)
-            truth = cv2.imread(str(folder / meta["subject_mask"]), cv2.IMREAD_GRAYSCALE)
-            cleaned = clean_image(rgb, config, backends)
-            x, (w, h) = prepare_input(cleaned.cleaned, cleaned.text_mask, side)
-            canvas = np.zeros((1, side, side), np.float32)
-            target, area = canvas.copy(), canvas.copy()
-            target[0, :h, :w] = cv2.resize(truth, (w, h), interpolation=cv2.INTER_AREA) / 255.0
-            area[0, :h, :w] = 1.0
-            full = np.zeros((4, side, side), np.float32)
-            full[:, :x.shape[2], :x.shape[3]] = x[0]
-            xs.append(full.astype(np.float16))
-            ys.append(target.astype(np.float16))
-            valid.append(area.astype(np.float16))
-        progress(f"{folder.name}: {len(xs)} training panels")
-    return np.stack(xs), np.stack(ys), np.stack(valid)
+
+def figure_pair(meta_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One panel cleaned by the stage's own text cleanup: input, exact figure mask, valid area."""
+    from fitad.prep.run import clean_image
+
+    meta, rgb = read_panel(meta_path)
+    truth = cv2.imread(str(meta_path.parent / meta["subject_mask"]), cv2.IMREAD_GRAYSCALE)
+    cleaned = clean_image(rgb, _CLEANUP["config"], _CLEANUP["backends"])
+    x, (w, h) = prepare_input(cleaned.cleaned, cleaned.text_mask, INPUT_SIDE)
+    target = cv2.resize(truth, (w, h), interpolation=cv2.INTER_AREA)[None] / 255.0
+    return on_canvas(x[0], INPUT_SIDE), on_canvas(target, INPUT_SIDE), on_canvas(np.ones((1, h, w)), INPUT_SIDE)
 
 
 def train(settings: TrainSettings, out_file: str | os.PathLike, workdir: str | os.PathLike,
-          progress: Callable[[str], None] = lambda _m: None) -> dict[str, float]:
-    """Draw panels, train FigureNet, export it to ``out_file`` (ONNX); returns the last epoch's loss and IoU."""
-    import torch
+          progress: Callable[[str], None] = lambda _m: None, config=None) -> dict[str, float]:
+    """Draw panels, clean them with ``config``'s text cleanup (default: the embedded one), train FigureNet,
+    export it to ``out_file`` (ONNX); returns the last epoch's loss and IoU."""
+    from fitad.prep.io import sha256_bytes
+    from fitad.prep.config import PrepConfig
 
-    torch.manual_seed(settings.torch_seed)
-    rng = np.random.default_rng(settings.torch_seed)
-    # the drawn and cleaned panels are kept in the work folder: another run with the same panels skips drawing
-    cache = Path(workdir) / f"pairs-{settings.synth_panels}-{settings.styles_panels}-{settings.seed}.npz"
+    config = config or PrepConfig()
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    # drawn and cleaned panels are kept in the work folder: another run with the same panels and cleanup reuses them
+    key = sha256_bytes(repr((settings.synth_panels, settings.styles_panels, settings.seed, sorted(fields.items()),
+                             letternet_fingerprint(config))).encode())[:12]
+    cache = Path(workdir) / f"figure-pairs-{key}.npz"
     if cache.is_file():
         with np.load(cache) as saved:
             x, y, valid = saved["x"], saved["y"], saved["valid"]
         progress(f"{len(x)} training panels from {cache}")
     else:
-        x, y, valid = training_pairs(settings, Path(workdir), progress)
+        paths = draw_panels(Path(workdir), settings.synth_panels, settings.styles_panels, settings.seed,
+                            settings.workers)
+        progress(f"drew {len(paths)} panels (synth and styles)")
+        x, y, valid = build_pairs(paths, figure_pair, settings.workers, _load_cleanup, (fields,), progress)
         np.savez(cache, x=x, y=y, valid=valid)
-    model = build_model()
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=1e-4)
-    steps = settings.epochs * -(-len(x) // settings.batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=steps)
-    stats: dict[str, float] = {}
-    for epoch in range(settings.epochs):
-        model.train()
-        order = rng.permutation(len(x))
-        total, inter, union = 0.0, 0.0, 0.0
-        for start in range(0, len(x), settings.batch):
-            idx = order[start:start + settings.batch]
-            cy, cx = (int(v) for v in rng.integers(0, INPUT_SIDE - CROP + 1, size=2))
-            xb, yb, vb = (torch.from_numpy(a[idx, :, cy:cy + CROP, cx:cx + CROP].astype(np.float32))
-                          for a in (x, y, valid))
-            if rng.random() < 0.5:  # mirrored panels are panels too
-                xb, yb, vb = xb.flip(3), yb.flip(3), vb.flip(3)
-            logits = model(xb)
-            bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, yb, weight=vb)
-            prob = torch.sigmoid(logits) * vb
-            dice = 1 - (2 * (prob * yb).sum() + 1) / (prob.sum() + yb.sum() + 1)
-            loss = bce + dice
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-            pred = (prob.detach() > 0.5).float()
-            inter += float((pred * yb).sum())
-            union += float(((pred + yb) > 0).float().mul(vb).sum())
-        stats = {"epoch": epoch + 1, "loss": round(total / len(x), 4), "train_iou": round(inter / max(union, 1), 4)}
-        progress(f"epoch {epoch + 1}/{settings.epochs}: loss {stats['loss']}, train IoU {stats['train_iou']}")
-    model.eval()
-    export_onnx(model, out_file)
+    model = build_model(settings.widths)
+    stats = fit_unet(model, x, y, valid, epochs=settings.epochs, batch=settings.batch, lr=settings.lr,
+                     crop=settings.crop, seed=settings.torch_seed, device=settings.device, progress=progress)
+    export_onnx(model, out_file, 4, INPUT_SIDE)
     return stats
 
 
-def export_onnx(model, out_file: str | os.PathLike) -> None:
-    """Export with dynamic height and width, written atomically."""
-    import torch
+def letternet_fingerprint(config) -> str:
+    """Which LetterNet the cleanup runs (its file's hash), so cached training panels follow a new one."""
+    from fitad.prep.io import sha256_bytes
+    from fitad.prep.letternet import letternet_file
 
-    from fitad.fsutil import atomic_write_bytes
-
-    out = Path(out_file)
-    tmp = out.with_name(out.name + ".export")
-    dummy = torch.zeros(1, 4, INPUT_SIDE, INPUT_SIDE)
-    torch.onnx.export(model, (dummy,), str(tmp), input_names=["image"], output_names=["logits"], opset_version=17,
-                      dynamic_axes={"image": {2: "h", 3: "w"}, "logits": {2: "h", 3: "w"}}, dynamo=False)
-    atomic_write_bytes(out, tmp.read_bytes())
-    tmp.unlink()
+    path = letternet_file(config)
+    return sha256_bytes(path.read_bytes())[:12] if path is not None and path.is_file() else "none"

@@ -39,6 +39,7 @@ from fitad.fsutil import atomic_write_bytes, atomic_write_text
 from fitad.paths import UnsafePathError
 from fitad.prep.io import (ImageLoadError, check_file_bytes, encode_png, load_image, read_input, scan_inputs,
                            sha256_bytes)
+from fitad.prep.letternet import LetterNetDetector, letternet_file
 from fitad.prep.segment import Segmenter, figurenet_file, make_segmenter, picture_frame, resolve_segmenter
 from fitad.prep.text import (TextDetector, detect_text, drop_line_art, make_text_detector, remove_text,
                              resolve_text_detector)
@@ -66,6 +67,7 @@ class Backends:
     captioner: Captioner | None
     notes: dict[str, str]
     load_ms: float
+    letters: LetterNetDetector | None = None  # loaded with the text detector unless prep.letternet is off
 
     def names(self) -> dict[str, str]:
         """Name per loaded backend kind (see BACKEND_KINDS)."""
@@ -111,15 +113,19 @@ def load_backends(config: PrepConfig, threads: int | None = None,
     needs_torch = (("captioner" in needs and config.captioner == "blip")
                    or ("text_detector" in needs and config.text_detector == "easyocr"))
     device = resolve_device(config.device) if needs_torch else "cpu"
-    text = segmenter = captioner = None
+    text = segmenter = captioner = letters = None
     notes: dict[str, str] = {}
     if "text_detector" in needs:
         text, notes["text_detector"] = make_text_detector(config, threads=threads, use_gpu=device == "cuda")
+        letters_file = letternet_file(config)
+        if letters_file is not None:
+            letters = LetterNetDetector(letters_file, threads=threads)
+            notes["letternet"] = f"letternet:{letters_file.name}"
     if "segmenter" in needs:
         segmenter, notes["segmenter"] = make_segmenter(config, threads=threads)
     if "captioner" in needs:
         captioner, notes["captioner"] = make_captioner(config, device=device, threads=threads)
-    return Backends(text, segmenter, captioner, notes, (time.perf_counter() - start) * 1000)
+    return Backends(text, segmenter, captioner, notes, (time.perf_counter() - start) * 1000, letters)
 
 
 # ---------------------------------------------------------------- one image
@@ -205,9 +211,10 @@ def clean_image(rgb: np.ndarray, config: PrepConfig, backends: Backends,
     (``text_drop_line_art``) so that a figure's legs are not inpainted away.
     """
     timer = timer or StepTimer()
-    polygons = detect_text(_need(backends.text, "text_detector"), rgb, config)
+    lettering = backends.letters.read(rgb) if backends.letters is not None else None
+    polygons = detect_text(_need(backends.text, "text_detector"), rgb, config, lettering)
     if config.text_drop_line_art:
-        polygons = drop_line_art(rgb, polygons)
+        polygons = drop_line_art(rgb, polygons, lettering=lettering)
     timer.lap("detect")
     cleaned, tmask = remove_text(rgb, polygons, dilate_px=config.text_dilate_px,
                                  dilate_share=config.text_dilate_share,
@@ -528,7 +535,11 @@ def resolved_fingerprint(config: PrepConfig) -> str:
     segmenter = resolve_segmenter(config)
     if segmenter == "figurenet":  # another network file segments differently
         segmenter += ":" + sha256_bytes(figurenet_file(config).read_bytes())[:12]
-    return f"{config.fingerprint()}:{resolve_text_detector(config)}:{segmenter}"
+    text = resolve_text_detector(config)
+    letters = letternet_file(config)
+    if letters is not None and letters.is_file():  # so does another LetterNet file
+        text += "+letternet:" + sha256_bytes(letters.read_bytes())[:12]
+    return f"{config.fingerprint()}:{text}:{segmenter}"
 
 
 def prepare(config: PrepConfig, input_dir: str | os.PathLike, output_dir: str | os.PathLike, *,

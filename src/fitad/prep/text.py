@@ -184,13 +184,27 @@ def detect_turned(detector: TextDetector, rgb: np.ndarray, min_aspect: float = 1
     return out
 
 
-def detect_text(detector: TextDetector, rgb: np.ndarray, config: PrepConfig) -> list[np.ndarray]:
-    """Every pass the config asks for: the detector as is, a smaller copy, the image turned for columns.
+class Lettering(Protocol):
+    """A second opinion on where the lettering is (LetterNet's map of one image)."""
+
+    def polygons(self) -> list[np.ndarray]: ...
+
+    def confirms(self, polygon: np.ndarray) -> bool: ...
+
+    def denies(self, polygon: np.ndarray) -> bool: ...
+
+
+def detect_text(detector: TextDetector, rgb: np.ndarray, config: PrepConfig,
+                lettering: Lettering | None = None) -> list[np.ndarray]:
+    """Every pass the config asks for: the detector as is, a smaller copy, the image turned for columns,
+    and the regions of ``lettering`` (LetterNet's map of ``rgb``) when given.
 
     A polygon of a later pass that lies mostly inside the earlier ones adds nothing and is left out.
     """
     polygons = list(detector.detect(rgb))
     extra: list[np.ndarray] = []
+    if lettering is not None:
+        extra += lettering.polygons()
     if config.detect_small_side:
         extra += detect_small(detector, rgb, config.detect_small_side)
     if config.detect_vertical:
@@ -297,10 +311,15 @@ def repeated_pattern(rgb: np.ndarray, polygon: np.ndarray, pad: float = 0.25, mi
     return True
 
 
-def drop_line_art(rgb: np.ndarray, polygons: list[np.ndarray], pad: float = 0.25) -> list[np.ndarray]:
+def drop_line_art(rgb: np.ndarray, polygons: list[np.ndarray], pad: float = 0.25,
+                  lettering: Lettering | None = None) -> list[np.ndarray]:
     """The detections that are text, i.e. all but those with evidence against: no glyph inside their box grown
-    by ``pad`` of its shorter side (line art), or a row of identical rectangles (windows, tiles)."""
-    return [p for p in polygons if not crosses_box_only(rgb, p, pad=pad) and not repeated_pattern(rgb, p, pad)]
+    by ``pad`` of its shorter side (line art), or a row of identical rectangles (windows, tiles). A detection
+    ``lettering`` confirms is kept whatever the glyph rules say (lettering drawn over a figure joins its lines)."""
+    return [p for p in polygons
+            if (lettering is not None and lettering.confirms(p))
+            or (not crosses_box_only(rgb, p, pad=pad) and not repeated_pattern(rgb, p, pad)
+                and not (lettering is not None and lettering.denies(p)))]
 
 
 # ---------------------------------------------------------------- removal
