@@ -77,17 +77,33 @@ def test_evaluate_needs_panels(tmp_path):
 
 
 def test_quality_on_fitad_synth_meets_the_targets_it_can(synth_dir):
-    """The floors are the targets, for the measures that reach them on these eight small panels. Characters found
-    and whole-character crops (11 of 13) do not: fitad.synth draws figures that touch each other (two panels
-    here), which the stage keeps as one subject; benchmarks/prep.py reports both on 48 panels."""
+    """The floors are the targets, for the measures that reach them on these eight small panels. The character
+    counts (characters found, whole crops, false subjects) do not: fitad.synth draws figures that touch each
+    other (two panels here), which the stage keeps as one subject; whether that subject's box happens to reach
+    IoU 0.5 with one of the two decides between a found character and a false piece. The styled panels below
+    and benchmarks/prep.py (48 panels) hold those measures."""
     report = evaluate(PrepConfig(), synth_dir)
     o = report.overall
     assert o["panels"] == 8 and len(list_panels(synth_dir)) == 8 and report.errors == []
     assert o["text_recall"] >= 0.95 and o["text_recall_sfx"] >= 0.85 and o["residual_text"] <= 0.05
-    assert o["character_iou"] >= 0.80 and o["false_subjects_per_panel"] <= 0.10 and o["mask_iou"] >= 0.80
+    assert o["character_iou"] >= 0.80 and o["mask_iou"] >= 0.80
     assert o["whole_character_crops"] <= o["characters_found"]          # a crop counts only for its own character
     assert report.backends["segmenter"].startswith("figurenet")
     assert json.loads(json.dumps(report.to_dict()))["passed"] == report.passed
+
+
+def test_quality_on_styled_panels_meets_every_target(tmp_path_factory):
+    """Sixteen fitad.synth_styles dev panels (seed 0: other fonts, vertical columns, SFX, narration boxes,
+    buildings, balloons across figures): every target of the issue is a floor here."""
+    from fitad.synth_styles import synthesize_styles
+
+    folder = tmp_path_factory.mktemp("styled")
+    synthesize_styles(folder, 16, seed=0, split="dev")
+    report = evaluate(PrepConfig(), folder)
+    o = report.overall
+    assert o["panels"] == 16 and report.errors == []
+    assert o["text_boxes_by_kind"].keys() >= {"bubble", "narration", "vertical", "sfx"}
+    assert all(report.passed.values()) and len(report.passed) == len(TARGETS), report.passed
 
 
 def test_a_broken_panel_is_named_and_the_others_are_scored(synth_dir, tmp_path):

@@ -64,7 +64,7 @@ def test_prepare_writes_dataset_and_reports_every_input(inputs, tmp_path):
     for name in ("panel_0000.png", "panel_0001.png", "panel_0002.png", "panel_0003.png"):
         rec = by_name[name]
         assert rec.status == "ok" and rec.crops and rec.subject_bboxes
-        assert rec.backends == {"text_detector": "rapidocr", "segmenter": "figurenet:figurenet.onnx",
+        assert rec.backends == {"text_detector": "rapidocr+letternet:letternet.onnx", "segmenter": "figurenet:figurenet.onnx",
                                 "captioner": "template"}
         assert set(rec.timings_ms) >= {"load", "detect", "inpaint", "segment", "crop", "write"}
     assert any(by_name[f"panel_000{i}.png"].text_boxes for i in range(4))

@@ -1,4 +1,4 @@
-"""FigureNet: a small U-Net that tells drawn figures from background, shipped as ONNX (under 0.5 MB).
+"""FigureNet: a small U-Net that tells drawn figures from background, shipped as ONNX (1.6 MB).
 
 Line-art panels put figures in front of structured backgrounds (buildings, rooms, speed lines,
 halftone), which region rules on outlines and colours cannot tell apart. FigureNet learns it from
@@ -24,10 +24,9 @@ import cv2
 import numpy as np
 
 from fitad.prep.training_panels import build_pairs, draw_panels, on_canvas, read_panel
-from fitad.prep.unet import STRIDE, WIDTHS, OnnxNet, build_unet, export_onnx, fit_unet, logistic
+from fitad.prep.unet import STRIDE, OnnxNet, build_unet, export_onnx, fit_unet, logistic
 
 INPUT_SIDE = 288
-CROP = 160     # training sees random crops this size (a quarter of the work of whole panels)
 BUNDLED = Path(__file__).resolve().parent.parent / "assets" / "models" / "figurenet.onnx"
 
 
@@ -103,14 +102,14 @@ def snap_to_regions(rgb: np.ndarray, prob: np.ndarray, threshold: float = 0.5, s
 
 @dataclasses.dataclass
 class TrainSettings:
-    synth_panels: int = 250       # fitad.synth panels drawn for training
-    styles_panels: int = 750      # fitad.synth_styles dev panels drawn for training
+    synth_panels: int = 1000      # fitad.synth panels drawn for training
+    styles_panels: int = 3000     # fitad.synth_styles dev panels drawn for training
     seed: int = 50_000            # far from the seeds evaluate and the tests score (0...)
-    epochs: int = 36
-    batch: int = 8
+    epochs: int = 50
+    batch: int = 24
     lr: float = 2e-3
-    crop: int = CROP
-    widths: tuple[int, int, int, int] = WIDTHS  # channels per U-Net level (the ONNX file carries them)
+    crop: int = INPUT_SIDE        # whole panels; smaller random windows train faster on a CPU
+    widths: tuple[int, int, int, int] = (16, 32, 64, 96)  # channels per U-Net level (the ONNX file carries them)
     torch_seed: int = 0
     workers: int = 1              # processes drawing and cleaning the panels
     device: str = "auto"          # auto: the GPU when torch sees one
@@ -129,8 +128,8 @@ class TrainSettings:
             raise ValueError(f"widths must be four channel counts >= 4, got {self.widths}")
 
 
-def build_model(widths: tuple[int, int, int, int] = WIDTHS):
-    """FigureNet's U-Net: RGB + text mask in, one figure logit per pixel out."""
+def build_model(widths: tuple[int, int, int, int] = (16, 32, 64, 96)):
+    """FigureNet's U-Net: RGB + text mask in, one figure logit per pixel out (the bundled one has the default widths)."""
     return build_unet(4, widths)
 
 

@@ -74,6 +74,8 @@ class Backends:
         names = {}
         if self.text is not None:
             names["text_detector"] = self.text.name
+            if self.letters is not None:
+                names["text_detector"] += f"+letternet:{self.letters.model}"
         if self.segmenter is not None:
             seg = self.segmenter.name
             names["segmenter"] = f"{seg}:{getattr(self.segmenter, 'model', '?')}" if seg in ("rembg", "figurenet") else seg

@@ -350,10 +350,40 @@ def text_mask(shape: tuple[int, int], polygons: list[np.ndarray], dilate_px: int
     return mask
 
 
+def fill_flat(rgb: np.ndarray, mask: np.ndarray, ring: int = 3, share: float = 0.9,
+              tolerance: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Fill each masked region that lies on a flat background with that background's colour.
+
+    A region counts as on flat background when ``share`` of the pixels in a ``ring`` px band around it are
+    within ``tolerance`` of their median colour (a balloon's outline crossing the band is the rest).
+    Diffusion inpainting would drag such an outline into a big region as a dark smear (which a text
+    detector then reads as lettering); a flat fill leaves paper. Returns the image and what is left to inpaint.
+    """
+    out, left = rgb.copy(), mask.copy()
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
+    h, w = mask.shape
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring + 1, 2 * ring + 1))
+    for i in range(1, n):
+        x, y, cw, ch = stats[i, :4]
+        x0, y0, x1, y1 = max(x - ring, 0), max(y - ring, 0), min(x + cw + ring, w), min(y + ch + ring, h)
+        region = labels[y0:y1, x0:x1] == i
+        band = (cv2.dilate(region.astype(np.uint8), kernel) > 0) & (mask[y0:y1, x0:x1] == 0)
+        pixels = rgb[y0:y1, x0:x1][band].astype(np.int16)
+        if len(pixels) < 16:
+            continue
+        median = np.median(pixels, axis=0)
+        if np.mean(np.all(np.abs(pixels - median) <= tolerance, axis=1)) >= share:
+            out[y0:y1, x0:x1][region] = median.astype(np.uint8)
+            left[y0:y1, x0:x1][region] = 0
+    return out, left
+
+
 def inpaint(rgb: np.ndarray, mask: np.ndarray, method: str = "ns", radius: int = 3) -> np.ndarray:
-    """Fill the masked pixels from their surroundings: Navier-Stokes (``ns``) or Telea."""
+    """Fill the masked pixels: regions on flat background with its colour (:func:`fill_flat`), the rest from
+    their surroundings by Navier-Stokes (``ns``) or Telea inpainting."""
     flag = cv2.INPAINT_NS if method == "ns" else cv2.INPAINT_TELEA
-    return cv2.inpaint(rgb, mask, radius, flag)
+    filled, left = fill_flat(rgb, mask)
+    return cv2.inpaint(filled, left, radius, flag) if left.any() else filled
 
 
 def remove_text(rgb: np.ndarray, polygons: list[np.ndarray], *, dilate_px: int = 4, dilate_share: float = 0.0,

@@ -95,11 +95,11 @@ def training_device(requested: str = "auto") -> str:
 def fit_unet(model, x: np.ndarray, y: np.ndarray, valid: np.ndarray, *, epochs: int, batch: int, lr: float,
              crop: int, seed: int = 0, device: str = "auto",
              progress: Callable[[str], None] = lambda _m: None) -> dict[str, float]:
-    """Train on (N, C, S, S) inputs against (N, 1, S, S) targets, counting only ``valid`` pixels.
+    """Train on (N, C, S, S) inputs against (N, 1, S, S) targets, counting only the ``valid`` pixels.
 
-    Each step sees one random ``crop``-pixel window of a batch (mirrored half the time); the loss is
-    binary cross-entropy plus Dice, with a one-cycle learning rate. Returns the last epoch's loss and
-    pixel IoU on the training windows.
+    Each step sees one random ``crop``-pixel window of a batch (mirrored half the time); the loss is binary
+    cross-entropy plus Dice, with a one-cycle learning rate. Returns the
+    last epoch's loss and pixel IoU on the training windows.
     """
     import torch
 
@@ -117,7 +117,8 @@ def fit_unet(model, x: np.ndarray, y: np.ndarray, valid: np.ndarray, *, epochs: 
     for epoch in range(epochs):
         model.train()
         order = rng.permutation(len(x))
-        total, inter, union = 0.0, 0.0, 0.0
+        # summed on the device: reading a number back each step would wait for the GPU every time
+        total, inter, union = (torch.zeros((), device=device) for _ in range(3))
         for start in range(0, len(x), batch):
             idx = torch.from_numpy(order[start:start + batch]).to(device)
             cy, cx = (int(v) for v in rng.integers(0, side - crop + 1, size=2))
@@ -133,11 +134,12 @@ def fit_unet(model, x: np.ndarray, y: np.ndarray, valid: np.ndarray, *, epochs: 
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.item() * len(idx)
+            total += loss.detach() * len(idx)
             pred = (prob.detach() > 0.5).float()
-            inter += float((pred * yb).sum())
-            union += float(((pred + yb) > 0).float().mul(vb).sum())
-        stats = {"epoch": epoch + 1, "loss": round(total / len(x), 4), "train_iou": round(inter / max(union, 1), 4)}
+            inter += (pred * yb).sum()
+            union += ((pred + yb) > 0).float().mul(vb).sum()
+        stats = {"epoch": epoch + 1, "loss": round(float(total) / len(x), 4),
+                 "train_iou": round(float(inter) / max(float(union), 1.0), 4)}
         progress(f"epoch {epoch + 1}/{epochs}: loss {stats['loss']}, train IoU {stats['train_iou']}")
     model.eval()
     model.to("cpu")
