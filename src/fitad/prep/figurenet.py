@@ -23,7 +23,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from fitad.prep.training_panels import build_pairs, draw_panels, on_canvas, read_panel
+from fitad.prep.training_panels import build_pairs, draw_panels, load_pairs, on_canvas, read_panel, save_pairs
 from fitad.prep.unet import STRIDE, OnnxNet, build_unet, export_onnx, fit_unet, logistic
 
 INPUT_SIDE = 288
@@ -170,15 +170,14 @@ def train(settings: TrainSettings, out_file: str | os.PathLike, workdir: str | o
                              letternet_fingerprint(config))).encode())[:12]
     cache = Path(workdir) / f"figure-pairs-{key}.npz"
     if cache.is_file():
-        with np.load(cache) as saved:
-            x, y, valid = saved["x"], saved["y"], saved["valid"]
+        x, y, valid = load_pairs(cache)
         progress(f"{len(x)} training panels from {cache}")
     else:
         paths = draw_panels(Path(workdir), settings.synth_panels, settings.styles_panels, settings.seed,
                             settings.workers)
         progress(f"drew {len(paths)} panels (synth and styles)")
         x, y, valid = build_pairs(paths, figure_pair, settings.workers, _load_cleanup, (fields,), progress)
-        np.savez(cache, x=x, y=y, valid=valid)
+        save_pairs(cache, (x, y, valid))
     model = build_model(settings.widths)
     stats = fit_unet(model, x, y, valid, epochs=settings.epochs, batch=settings.batch, lr=settings.lr,
                      crop=settings.crop, seed=settings.torch_seed, device=settings.device, progress=progress)

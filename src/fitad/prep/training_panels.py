@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -39,11 +40,18 @@ def _chunks(n: int, parts: int) -> list[tuple[int, int]]:
 
 
 def draw_panels(workdir: Path, synth_panels: int, styles_panels: int, seed: int, workers: int = 1) -> list[Path]:
-    """Draw the panels into ``workdir/{synth,styles}/partNN`` and return their JSON files, in seed order."""
+    """Draw the panels into ``workdir/{synth,styles}-N-SEED/partNN`` and return their JSON files, in seed order.
+
+    A folder left by an earlier run with the same counts and seed is drawn again from scratch, so an
+    interrupted run leaves nothing behind that a later one would take for its own panels.
+    """
     jobs = []
     for generator, n in (("synth", synth_panels), ("styles", styles_panels)):
+        folder = workdir / f"{generator}-{n}-{seed}"
+        if folder.exists():
+            shutil.rmtree(folder)
         for part, (offset, count) in enumerate(_chunks(n, workers * 2)):
-            jobs.append((generator, str(workdir / generator / f"part{part:02d}"), count, seed + offset))
+            jobs.append((generator, str(folder / f"part{part:02d}"), count, seed + offset))
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             folders = list(pool.map(_draw_chunk, *zip(*jobs)))
@@ -85,3 +93,16 @@ def build_pairs(paths: Iterable[Path], make_pair: Callable[[Path], Pair], worker
         pairs = [make_pair(path) for path in paths]
     progress(f"{len(pairs)} training panels")
     return tuple(np.stack(part) for part in zip(*pairs))  # type: ignore[return-value]
+
+
+def save_pairs(path: Path, pairs: Pair) -> None:
+    """Write the training arrays atomically (an interrupted run leaves no half-written cache)."""
+    tmp = path.with_name(path.name + ".partial.npz")
+    x, y, valid = pairs
+    np.savez(tmp, x=x, y=y, valid=valid)
+    tmp.replace(path)
+
+
+def load_pairs(path: Path) -> Pair:
+    with np.load(path) as saved:
+        return saved["x"], saved["y"], saved["valid"]
