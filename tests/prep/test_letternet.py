@@ -28,7 +28,7 @@ def test_input_keeps_the_aspect_ratio_is_padded_to_the_stride_and_white_is_one()
     rgb[:, :350] = 0                                                # left half black, right half white
     x, scale = prepare_input(rgb)
     assert scale == pytest.approx(INPUT_SIDE / 700)
-    w, h = INPUT_SIDE, round(200 * INPUT_SIDE / 700)                # 320 x 91: the aspect ratio kept
+    h = round(200 * INPUT_SIDE / 700)                               # 320 x 91: the aspect ratio kept
     assert h == 91
     assert x.dtype == np.float32 and x.shape == (1, 3, 96, 320)     # 91 rows padded to 96, a multiple of 16
     assert x.shape[2] % STRIDE == 0 and x.shape[3] % STRIDE == 0

@@ -18,13 +18,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 import cv2
 import numpy as np
 
-from fitad.prep.training_panels import build_pairs, draw_panels, load_pairs, on_canvas, read_panel, save_pairs
-from fitad.prep.unet import STRIDE, OnnxNet, build_unet, export_onnx, fit_unet, logistic
+from fitad.prep.training_panels import cached_pairs, on_canvas, read_panel
+from fitad.prep.unet import STRIDE, NetworkTrainSettings, OnnxNet, build_unet, export_onnx, fit_unet, logistic
 
 INPUT_SIDE = 288
 BUNDLED = Path(__file__).resolve().parent.parent / "assets" / "models" / "figurenet.onnx"
@@ -101,28 +101,20 @@ def snap_to_regions(rgb: np.ndarray, prob: np.ndarray, threshold: float = 0.5, s
 # ---------------------------------------------------------------- training (torch; not used by the prep stage)
 
 @dataclasses.dataclass
-class TrainSettings:
-    synth_panels: int = 1000      # fitad.synth panels drawn for training
-    styles_panels: int = 3000     # fitad.synth_styles dev panels drawn for training
-    seed: int = 50_000            # far from the seeds evaluate and the tests score (0...)
+class TrainSettings(NetworkTrainSettings):
+    synth_panels: int = 1000
+    styles_panels: int = 3000
+    seed: int = 50_000
     epochs: int = 50
     batch: int = 24
-    lr: float = 2e-3
     crop: int = INPUT_SIDE        # whole panels; smaller random windows train faster on a CPU
     widths: tuple[int, int, int, int] = (16, 32, 64, 96)  # channels per U-Net level (the ONNX file carries them)
-    torch_seed: int = 0
-    workers: int = 1              # processes drawing and cleaning the panels
-    device: str = "auto"          # auto: the GPU when torch sees one
+
+    command: ClassVar[str] = "train-figurenet"
+    input_side: ClassVar[int] = INPUT_SIDE
 
     def __post_init__(self) -> None:
-        if self.synth_panels < 0 or self.styles_panels < 0 or self.synth_panels + self.styles_panels < 8:
-            raise ValueError("train-figurenet needs at least 8 panels in all (synth_panels + styles_panels)")
-        if self.epochs < 1 or self.batch < 1 or not 0 < self.lr < 1:
-            raise ValueError("epochs and batch must be >= 1 and lr in (0, 1)")
-        if not STRIDE <= self.crop <= INPUT_SIDE or self.crop % STRIDE:
-            raise ValueError(f"crop must be a multiple of {STRIDE} between {STRIDE} and {INPUT_SIDE}, got {self.crop}")
-        if self.workers < 1 or self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError("workers must be >= 1 and device one of auto, cpu, cuda")
+        super().__post_init__()
         self.widths = tuple(int(w) for w in self.widths)
         if len(self.widths) != 4 or min(self.widths) < 4:
             raise ValueError(f"widths must be four channel counts >= 4, got {self.widths}")
@@ -168,16 +160,8 @@ def train(settings: TrainSettings, out_file: str | os.PathLike, workdir: str | o
     # drawn and cleaned panels are kept in the work folder: another run with the same panels and cleanup reuses them
     key = sha256_bytes(repr((settings.synth_panels, settings.styles_panels, settings.seed, sorted(fields.items()),
                              letternet_fingerprint(config))).encode())[:12]
-    cache = Path(workdir) / f"figure-pairs-{key}.npz"
-    if cache.is_file():
-        x, y, valid = load_pairs(cache)
-        progress(f"{len(x)} training panels from {cache}")
-    else:
-        paths = draw_panels(Path(workdir), settings.synth_panels, settings.styles_panels, settings.seed,
-                            settings.workers)
-        progress(f"drew {len(paths)} panels (synth and styles)")
-        x, y, valid = build_pairs(paths, figure_pair, settings.workers, _load_cleanup, (fields,), progress)
-        save_pairs(cache, (x, y, valid))
+    x, y, valid = cached_pairs(Path(workdir), f"figure-pairs-{key}.npz", settings, figure_pair, _load_cleanup,
+                               (fields,), progress)
     model = build_model(settings.widths)
     stats = fit_unet(model, x, y, valid, epochs=settings.epochs, batch=settings.batch, lr=settings.lr,
                      crop=settings.crop, seed=settings.torch_seed, device=settings.device, progress=progress)

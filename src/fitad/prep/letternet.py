@@ -18,13 +18,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 import cv2
 import numpy as np
 
-from fitad.prep.training_panels import build_pairs, draw_panels, load_pairs, on_canvas, read_panel, save_pairs
-from fitad.prep.unet import STRIDE, OnnxNet, build_unet, export_onnx, fit_unet, logistic, padded
+from fitad.prep.training_panels import cached_pairs, on_canvas, read_panel
+from fitad.prep.unet import NetworkTrainSettings, OnnxNet, build_unet, export_onnx, fit_unet, logistic, padded
 
 INPUT_SIDE = 320
 CROP = 192
@@ -128,27 +128,16 @@ class LetterNetDetector:
 # ---------------------------------------------------------------- training (torch; not used by the prep stage)
 
 @dataclasses.dataclass
-class LetterTrainSettings:
-    synth_panels: int = 500       # fitad.synth panels drawn for training
-    styles_panels: int = 1500     # fitad.synth_styles dev panels drawn for training
-    seed: int = 60_000            # far from the seeds evaluate and the tests score, and from FigureNet's
+class LetterTrainSettings(NetworkTrainSettings):
+    synth_panels: int = 500
+    styles_panels: int = 1500
+    seed: int = 60_000            # away from FigureNet's panels too
     epochs: int = 40
     batch: int = 16
-    lr: float = 2e-3
     crop: int = CROP
-    torch_seed: int = 0
-    workers: int = 1              # processes drawing the panels
-    device: str = "auto"          # auto: the GPU when torch sees one
 
-    def __post_init__(self) -> None:
-        if self.synth_panels < 0 or self.styles_panels < 0 or self.synth_panels + self.styles_panels < 8:
-            raise ValueError("train-letternet needs at least 8 panels in all (synth_panels + styles_panels)")
-        if self.epochs < 1 or self.batch < 1 or not 0 < self.lr < 1:
-            raise ValueError("epochs and batch must be >= 1 and lr in (0, 1)")
-        if not STRIDE <= self.crop <= INPUT_SIDE or self.crop % STRIDE:
-            raise ValueError(f"crop must be a multiple of {STRIDE} between {STRIDE} and {INPUT_SIDE}, got {self.crop}")
-        if self.workers < 1 or self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError("workers must be >= 1 and device one of auto, cpu, cuda")
+    command: ClassVar[str] = "train-letternet"
+    input_side: ClassVar[int] = INPUT_SIDE
 
 
 def letter_pair(meta_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -167,16 +156,8 @@ def letter_pair(meta_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def train(settings: LetterTrainSettings, out_file: str | os.PathLike, workdir: str | os.PathLike,
           progress: Callable[[str], None] = lambda _m: None) -> dict[str, float]:
     """Draw panels, train LetterNet on their text polygons, export it to ``out_file`` (ONNX)."""
-    cache = Path(workdir) / f"letter-pairs-{settings.synth_panels}-{settings.styles_panels}-{settings.seed}-{INPUT_SIDE}.npz"
-    if cache.is_file():
-        x, y, valid = load_pairs(cache)
-        progress(f"{len(x)} training panels from {cache}")
-    else:
-        paths = draw_panels(Path(workdir), settings.synth_panels, settings.styles_panels, settings.seed,
-                            settings.workers)
-        progress(f"drew {len(paths)} panels (synth and styles)")
-        x, y, valid = build_pairs(paths, letter_pair, settings.workers, progress=progress)
-        save_pairs(cache, (x, y, valid))
+    name = f"letter-pairs-{settings.synth_panels}-{settings.styles_panels}-{settings.seed}-{INPUT_SIDE}.npz"
+    x, y, valid = cached_pairs(Path(workdir), name, settings, letter_pair, progress=progress)
     model = build_unet(3)
     stats = fit_unet(model, x, y, valid, epochs=settings.epochs, batch=settings.batch, lr=settings.lr,
                      crop=settings.crop, seed=settings.torch_seed, device=settings.device, progress=progress)

@@ -106,3 +106,20 @@ def save_pairs(path: Path, pairs: Pair) -> None:
 def load_pairs(path: Path) -> Pair:
     with np.load(path) as saved:
         return saved["x"], saved["y"], saved["valid"]
+
+
+def cached_pairs(workdir: Path, cache_name: str, settings: Any, make_pair: Callable[[Path], Pair],
+                 initializer: Callable[..., None] | None = None, initargs: tuple = (),
+                 progress: Callable[[str], None] = lambda _m: None) -> Pair:
+    """The training arrays of ``settings`` (panel counts, seed, workers): from ``workdir/cache_name`` when an
+    earlier run left them there, else drawn, turned into arrays by ``make_pair`` and kept there."""
+    cache = Path(workdir) / cache_name
+    if cache.is_file():
+        pairs = load_pairs(cache)
+        progress(f"{len(pairs[0])} training panels from {cache}")
+        return pairs
+    paths = draw_panels(Path(workdir), settings.synth_panels, settings.styles_panels, settings.seed, settings.workers)
+    progress(f"drew {len(paths)} panels (synth and styles)")
+    pairs = build_pairs(paths, make_pair, settings.workers, initializer, initargs, progress)
+    save_pairs(cache, pairs)
+    return pairs

@@ -8,9 +8,10 @@ is one; running needs only onnxruntime, so the prep workers never import torch.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -79,6 +80,36 @@ def build_unet(in_channels: int, widths: tuple[int, int, int, int] = WIDTHS):
             return self.out(a)
 
     return UNet()
+
+
+@dataclasses.dataclass
+class NetworkTrainSettings:
+    """What training one of the prep networks takes; each network's settings set their own defaults."""
+
+    synth_panels: int = 8         # fitad.synth panels drawn for training
+    styles_panels: int = 8        # fitad.synth_styles dev panels drawn for training
+    seed: int = 50_000            # first panel seed, far from the seeds evaluate and the tests score (0...)
+    epochs: int = 1
+    batch: int = 8
+    lr: float = 2e-3
+    crop: int = 160               # training windows this size (the network's input side: whole panels)
+    torch_seed: int = 0
+    workers: int = 1              # processes drawing (and cleaning) the panels
+    device: str = "auto"          # auto: the GPU when torch sees one
+
+    command: ClassVar[str] = "training"
+    input_side: ClassVar[int] = 288
+
+    def __post_init__(self) -> None:
+        if self.synth_panels < 0 or self.styles_panels < 0 or self.synth_panels + self.styles_panels < 8:
+            raise ValueError(f"{self.command} needs at least 8 panels in all (synth_panels + styles_panels)")
+        if self.epochs < 1 or self.batch < 1 or not 0 < self.lr < 1:
+            raise ValueError("epochs and batch must be >= 1 and lr in (0, 1)")
+        if not STRIDE <= self.crop <= self.input_side or self.crop % STRIDE:
+            raise ValueError(f"crop must be a multiple of {STRIDE} between {STRIDE} and {self.input_side}, "
+                             f"got {self.crop}")
+        if self.workers < 1 or self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError("workers must be >= 1 and device one of auto, cpu, cuda")
 
 
 def training_device(requested: str = "auto") -> str:
