@@ -149,3 +149,29 @@ def test_a_balloon_laid_across_a_figure_joins_the_pieces_above_and_below_it():
     # two figures side by side under one balloon are not joined by it
     side = blob_mask((400, 400), [(60, 250, 140, 390), (260, 250, 340, 390)])
     assert len(find_figures(side, balloons=balloons)) == 2
+
+
+def test_across_a_balloon_feet_join_their_figure_but_a_neighbours_head_does_not():
+    import cv2
+
+    from fitad.prep.crop import balloon_regions
+
+    rgb = np.full((400, 400, 3), 245, np.uint8)
+    cv2.ellipse(rgb, (200, 240), (150, 40), 0, 0, 360, (20, 20, 20), 3)          # a wide balloon, y 200-280
+    text = np.zeros((400, 400), np.uint8)
+    text[230:250, 150:250] = 255
+    balloons = balloon_regions(rgb, text)
+    # a sitting figure: body above the balloon on the right, its feet below it further left (no shared width)
+    body = (220, 60, 300, 204)
+    feet = (150, 279, 190, 300)
+    joined = find_figures(blob_mask((400, 400), [body, feet]), balloons=balloons)
+    assert [f.bbox for f in joined] == [(150, 60, 300, 300)]
+    # a neighbour's head above the balloon beside a figure that stands through it: as big as a quarter of that
+    # figure or more, not over it, so not joined
+    standing = (240, 120, 300, 380)
+    head = (120, 130, 190, 206)
+    kept_apart = find_figures(blob_mask((400, 400), [standing, head]), balloons=balloons)
+    assert sorted(f.bbox for f in kept_apart) == [head, standing]
+    # a small part beside the figure whose way to it runs outside the balloon is not joined either
+    hand = (120, 110, 150, 140)
+    assert len(find_figures(blob_mask((400, 400), [body, hand]), balloons=balloons)) == 2

@@ -400,3 +400,13 @@ def test_inpaint_fills_flat_paper_exactly():
     assert np.all(out[block] == PAPER) and np.array_equal(out[~block], rgb[~block])
     diffused = cv2.inpaint(rgb, mask, 3, cv2.INPAINT_NS)            # what diffusion alone makes of it
     assert not np.all(diffused[block] == PAPER)                     # the line is dragged in: the test can tell
+
+
+def test_the_map_abstains_on_lettering_too_small_for_it_to_see():
+    """A 2000 px scan reaches the network at a tenth of its size: a 40 px text line is 4 network pixels tall,
+    too small to deny (the detector's word stands), while a 120 px region the network saw empty is denied."""
+    lettering = LetteringMap(np.zeros((200, 160), np.float32), scale=0.1)
+    line = np.array([[300, 500], [900, 500], [900, 540], [300, 540]], np.float32)
+    big = np.array([[300, 500], [900, 500], [900, 620], [300, 620]], np.float32)
+    assert lettering.mean_inside(line) == 0.0 and not lettering.denies(line)
+    assert lettering.denies(big)

@@ -236,3 +236,36 @@ def test_forced_easyocr_without_weights_is_a_clear_error(fake_easyocr):
 def test_easyocr_output_unbatched_and_empty():
     assert easyocr_polygons([[1, 5, 2, 8]], [])[0].tolist() == [[1, 2], [5, 2], [5, 8], [1, 8]]
     assert easyocr_polygons([[]], [[]]) == []
+
+
+def test_an_outline_of_any_shape_is_grown_by_its_thickness_not_its_box():
+    from fitad.prep.text import stroke_width
+
+    # an L of two 200 x 20 arms: its box is 200 px on each side, its strokes 20 px thick
+    ell = np.array([[0, 0], [200, 0], [200, 20], [20, 20], [20, 200], [0, 200]], np.float32)
+    assert 17 <= stroke_width(ell) <= 20
+    quad = np.array([[0, 0], [200, 0], [200, 20], [0, 20]], np.float32)
+    assert stroke_width(quad) == 20
+    mask = text_mask((260, 260), [ell + 30], dilate_share=0.5)             # grown by about 10 px, not 100
+    assert mask[40, 40] and mask[30 + 20 + 8, 30 + 100] and not mask[30 + 20 + 14, 30 + 100]
+    assert not mask[130, 130]                                               # the L's open corner stays free
+
+
+def test_lettering_regions_add_only_what_the_detector_has_not_found():
+    from fitad.prep.letternet import LetteringMap
+
+    class OneLine:
+        name = "one-line"
+
+        def detect(self, rgb):
+            return [np.array([[10, 10], [110, 10], [110, 30], [10, 30]], np.float32)]
+
+    prob = np.zeros((100, 100), np.float32)
+    prob[5:15, 5:55] = 1.0              # lettering on the detected line (scale 0.5: image px x 10-110, y 10-30)
+    prob[60:80, 20:60] = 1.0            # and a sound effect the detector missed (image px 40-120, 120-160)
+    rgb = np.full((200, 200, 3), 255, np.uint8)
+    polygons = detect_text(OneLine(), rgb, PrepConfig(detect_small_side=0), LetteringMap(prob, scale=0.5))
+    assert len(polygons) == 2
+    x0, y0 = polygons[1].min(axis=0)
+    x1, y1 = polygons[1].max(axis=0)
+    assert (abs(x0 - 40) <= 2, abs(y0 - 120) <= 2, abs(x1 - 120) <= 2, abs(y1 - 160) <= 2) == (True,) * 4

@@ -29,3 +29,14 @@ def test_train_commands_refuse_too_few_panels_with_the_reason():
     for command in ("train-letternet", "train-figurenet"):
         result = CliRunner().invoke(cli, ["prep", command, "--synth-panels", "2", "--styles-panels", "2"])
         assert result.exit_code == 2 and "at least 8 panels" in result.output, result.output
+
+
+def test_the_command_defaults_are_the_recipes_of_the_shipped_networks():
+    from fitad.prep.figurenet import TrainSettings
+    from fitad.prep.letternet import LetterTrainSettings
+
+    for command, settings in (("train-figurenet", TrainSettings()), ("train-letternet", LetterTrainSettings())):
+        params = {p.name: p.default for p in cli.commands["prep"].commands[command].params}
+        assert (params["synth_panels"], params["styles_panels"], params["seed"], params["epochs"]) == (
+            settings.synth_panels, settings.styles_panels, settings.seed, settings.epochs)
+        assert params["workers"] == 1 and params["device"] == "auto"

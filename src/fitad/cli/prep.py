@@ -225,7 +225,9 @@ without redoing text cleanup or segmentation. Exit code 1 if any input failed.""
 
 
 def _network_training_options(name: str, synth: int, styles: int, seed: int, epochs: int) -> Callable[[Any], Any]:
-    """The options both prep networks are trained with (`train-figurenet`, `train-letternet`)."""
+    """The options both prep networks are trained with (`train-figurenet`, `train-letternet`). The defaults
+    repeat those of the network's settings class (the recipe of the network the package ships; a test keeps
+    them equal) so that `fitad --help` does not import the image libraries."""
     options = [
         click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
                      default=Path(f"outputs/{name}/{name}.onnx"), show_default=True,
@@ -261,7 +263,7 @@ def _train_network(module: str, settings_class: str, out_file: Path, workdir: Pa
 
     missing = [name for name in ("torch", "onnx") if importlib.util.find_spec(name) is None]
     if missing:
-        raise click.ClickException(f"training needs {' and '.join(missing)}: pip install 'fitad[train,prep]'")
+        raise click.ClickException(f"train-{module} needs {' and '.join(missing)}: pip install 'fitad[train,prep]'")
     network = importlib.import_module(f"fitad.prep.{module}")
     try:
         settings = getattr(network, settings_class)(**fields)

@@ -149,21 +149,22 @@ def balloon_boxes(balloons: np.ndarray | None) -> dict[int, Box]:
     return boxes
 
 
-def _crosses_balloon(labels: np.ndarray, members: list[int], fig_box: Box, piece: int, piece_box: Box,
+def _crosses_balloon(labels: np.ndarray, members: list[int], fig: Figure, piece: int, part: Figure,
                      balloons: np.ndarray | None, boxes: dict[int, Box], reach: int) -> bool:
-    """A balloon lies across the figure between ``piece`` and the figure's pieces ``members``: both come within
-    ``reach`` px of it, one above it and one below it, each overlapping its width; and the piece lies over the
-    figure (half the narrower width shared), or it is a small part (under a quarter of the figure's area: feet
-    sticking out below the balloon) whose shortest way to the figure runs through the balloon. A neighbour
-    beside the figure, whose head shows above the same balloon, passes neither test.
+    """A balloon lies across the figure ``fig`` (pieces ``members``) and the piece ``part`` (label ``piece``):
+    both come within ``reach`` px of it, one above it and one below it, each overlapping its width; and the
+    piece lies over the figure (half the narrower width shared), or it is a small part (under a quarter of the
+    figure's area: feet sticking out below the balloon) whose shortest way to the figure runs through the
+    balloon. A neighbour beside the figure, whose head shows above the same balloon, passes neither test.
 
     Only balloons whose box comes within ``reach`` of both boxes are looked at, each inside its own window.
     """
     if balloons is None:
         return False
+    fig_box, piece_box = fig.bbox, part.bbox
     shared = min(fig_box[2], piece_box[2]) - max(fig_box[0], piece_box[0])
     stacked = shared >= 0.5 * min(fig_box[2] - fig_box[0], piece_box[2] - piece_box[0])
-    if not stacked and np.count_nonzero(labels == piece) >= 0.25 * np.count_nonzero(np.isin(labels, members)):
+    if not stacked and part.area >= 0.25 * fig.area:
         return False
     h, w = labels.shape
     for balloon, (bx0, by0, bx1, by1) in boxes.items():
@@ -184,38 +185,41 @@ def _crosses_balloon(labels: np.ndarray, members: list[int], fig_box: Box, piece
         middle = (by0 + by1 - 1) / 2
         below = piece_rows.min() >= middle and figure_rows.min() < by0
         above = piece_rows.max() <= middle and figure_rows.max() >= by1
-        if (below or above) and (stacked or _through(labels, members, piece, balloons == balloon, reach)):
+        if (below or above) and (stacked or _through(labels, members, piece, _union(fig_box, piece_box),
+                                                     balloons, balloon, reach)):
             return True
     return False
 
 
-def _through(labels: np.ndarray, members: list[int], piece: int, region: np.ndarray, reach: int,
-             share: float = 0.5) -> bool:
-    """The straight line between the closest points of ``piece`` and the pieces ``members`` lies for at least
-    ``share`` of its length in ``region`` (grown by ``reach`` px for its outline)."""
-    ys, xs = np.nonzero(labels == piece)
-    fy, fx = np.nonzero(np.isin(labels, members))
-    if not len(ys) or not len(fy):
+def _through(labels: np.ndarray, members: list[int], piece: int, box: Box, regions: np.ndarray, region: int,
+             reach: int, share: float = 0.5) -> bool:
+    """The straight line between the closest points of ``piece`` and the pieces ``members`` (all inside ``box``)
+    lies for at least ``share`` of its length in the ``regions`` label ``region`` (grown by ``reach`` px for its
+    outline). Worked out in ``box`` only: one distance transform finds the closest pair exactly."""
+    x0, y0, x1, y1 = box
+    window = labels[y0:y1, x0:x1]
+    figure = np.isin(window, members)
+    ys, xs = np.nonzero(window == piece)
+    if not len(ys) or not figure.any():
         return False
-    # the closest pair, found on a thinned-out set of points first, then exactly around the best one
-    step = max(1, len(fy) // 4000)
-    d = (fy[::step, None] - ys[None, ::max(1, len(ys) // 1000)]) ** 2 + (fx[::step, None] - xs[None, ::max(1, len(ys) // 1000)]) ** 2
-    k = int(np.argmin(d.min(axis=1))) * step
-    q = np.array([fy[k], fx[k]])
-    p = np.array([ys, xs]).T[np.argmin((ys - q[0]) ** 2 + (xs - q[1]) ** 2)]
-    q = np.array([fy, fx]).T[np.argmin((fy - p[0]) ** 2 + (fx - p[1]) ** 2)]
+    # every pixel learns its distance to, and the label of, the nearest figure pixel (each its own label)
+    dist, nearest = cv2.distanceTransformWithLabels(np.where(figure, 0, 255).astype(np.uint8), cv2.DIST_L2,
+                                                    cv2.DIST_MASK_5, labelType=cv2.DIST_LABEL_PIXEL)
+    fy, fx = np.nonzero(figure)
+    where = np.zeros((int(nearest.max()) + 1, 2), np.int64)
+    where[nearest[fy, fx]] = np.stack([fy, fx], axis=1)
+    k = int(np.argmin(dist[ys, xs]))
+    p = np.array([ys[k], xs[k]])
+    q = where[nearest[ys[k], xs[k]]]
     length = int(np.hypot(*(p - q)))
     if length < 2:
         return True
-    y0, x0 = np.minimum(p, q) - reach - 1
-    y1, x1 = np.maximum(p, q) + reach + 2
-    y0, x0 = max(int(y0), 0), max(int(x0), 0)
-    window = np.ascontiguousarray(region[y0:int(y1), x0:int(x1)]).astype(np.uint8)
-    grown = cv2.dilate(window, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))) > 0
+    inside = (regions[y0:y1, x0:x1] == region).astype(np.uint8)
+    grown = cv2.dilate(inside, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1, 2 * reach + 1))) > 0
     t = np.linspace(0.0, 1.0, length + 1)[1:-1]
-    rows = np.round(p[0] + t * (q[0] - p[0])).astype(int) - y0
-    cols = np.round(p[1] + t * (q[1] - p[1])).astype(int) - x0
-    return bool(len(t)) and float(grown[rows, cols].mean()) >= share
+    rows = np.round(p[0] + t * (q[0] - p[0])).astype(int)
+    cols = np.round(p[1] + t * (q[1] - p[1])).astype(int)
+    return float(grown[rows, cols].mean()) >= share
 
 
 def find_figures(mask: np.ndarray, min_area_frac: float = 0.004, split: bool = True,
@@ -246,7 +250,7 @@ def find_figures(mask: np.ndarray, min_area_frac: float = 0.004, split: bool = T
             if not joins and distance < 0.5 * fig.side and _bridged(fig.bbox, piece.bbox, text_mask):
                 joins = same_figure(fig, piece, distance, True)
             # a balloon laid across a figure: however tall it is, the parts on either side are one figure
-            joins = joins or _crosses_balloon(labels, members, fig.bbox, label, piece.bbox, balloons, boxes,
+            joins = joins or _crosses_balloon(labels, members, fig, label, piece, balloons, boxes,
                                               max(8, int(0.03 * fig.side)))
             if joins:
                 accepting.append((distance, k))

@@ -48,6 +48,12 @@ TARGETS = {"text_recall": (">=", 0.95), "text_recall_vertical": (">=", 0.85), "t
            "whole_character_crops": (">=", 0.90), "false_subjects_per_panel": ("<=", 0.10)}
 
 
+def residual_config(config: PrepConfig) -> PrepConfig:
+    """The detector passes that look for text left after cleanup: the configured ones plus a 512 px copy."""
+    small = config.detect_small_side or min(512, config.detect_max_side - 1)
+    return dataclasses.replace(config, detect_small_side=small)
+
+
 def mask_iou(pred: np.ndarray, truth: np.ndarray) -> float:
     """Intersection over union of two binary masks (1.0 when both are empty)."""
     p, t = pred > 127, truth > 127
@@ -135,7 +141,9 @@ def evaluate_panel(json_path: str, config: PrepConfig, backends: Backends) -> di
         counts[0] += 1
         counts[1] += box_coverage(text["box"], detected) >= COVERAGE
     gt_text = text_mask(shape, [np.asarray(t["polygon"], np.float32) for t in texts]) > 0
-    residual_polys = detect_text(backends.text, result.cleaned, config) if texts else []
+    # residual lettering is looked for by the detector alone (LetterNet would judge its own cleanup), with the
+    # pass on a 512 px copy that sees big lettering, whatever the stage itself runs
+    residual_polys = detect_text(backends.text, result.cleaned, residual_config(config)) if texts else []
     residual = text_mask(shape, residual_polys) > 0
     text_area = int(np.count_nonzero(gt_text))
 

@@ -27,6 +27,7 @@ from fitad.prep.training_panels import cached_pairs, on_canvas, read_panel
 from fitad.prep.unet import STRIDE, NetworkTrainSettings, OnnxNet, build_unet, export_onnx, fit_unet, logistic
 
 INPUT_SIDE = 288
+PAIRS_VERSION = 1  # bump when the training arrays change meaning (the cache then draws them again)
 BUNDLED = Path(__file__).resolve().parent.parent / "assets" / "models" / "figurenet.onnx"
 
 
@@ -158,8 +159,10 @@ def train(settings: TrainSettings, out_file: str | os.PathLike, workdir: str | o
     config = config or PrepConfig()
     fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     # drawn and cleaned panels are kept in the work folder: another run with the same panels and cleanup reuses them
+    import fitad
+
     key = sha256_bytes(repr((settings.synth_panels, settings.styles_panels, settings.seed, sorted(fields.items()),
-                             letternet_fingerprint(config))).encode())[:12]
+                             letternet_fingerprint(config), INPUT_SIDE, PAIRS_VERSION, fitad.__version__)).encode())[:12]
     x, y, valid = cached_pairs(Path(workdir), f"figure-pairs-{key}.npz", settings, figure_pair, _load_cleanup,
                                (fields,), progress)
     model = build_model(settings.widths)

@@ -28,6 +28,8 @@ from fitad.prep.unet import NetworkTrainSettings, OnnxNet, build_unet, export_on
 
 INPUT_SIDE = 320
 CROP = 192
+MIN_DENY_PX = 8  # polygons narrower than this at the network's size are too small for it to deny
+PAIRS_VERSION = 1  # bump when the training arrays change meaning (the cache then draws them again)
 BUNDLED = Path(__file__).resolve().parent.parent / "assets" / "models" / "letternet.onnx"
 
 
@@ -96,7 +98,14 @@ class LetteringMap:
         return mean is not None and mean >= self.threshold
 
     def denies(self, polygon: np.ndarray) -> bool:
-        """The network sees next to no lettering in the polygon: mean probability inside < ``deny_below``."""
+        """The network sees next to no lettering in the polygon: mean probability inside < ``deny_below``.
+
+        Only for polygons at least ``MIN_DENY_PX`` network pixels across: lettering that small on a big page
+        (a 2000 px scan shrunk to the network's size) is beyond what the network can see, so it abstains.
+        """
+        (x0, y0), (x1, y1) = polygon.min(axis=0), polygon.max(axis=0)
+        if min(x1 - x0, y1 - y0) * self.scale < MIN_DENY_PX:
+            return False
         mean = self.mean_inside(polygon)
         return mean is not None and mean < self.deny_below
 
@@ -156,7 +165,10 @@ def letter_pair(meta_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def train(settings: LetterTrainSettings, out_file: str | os.PathLike, workdir: str | os.PathLike,
           progress: Callable[[str], None] = lambda _m: None) -> dict[str, float]:
     """Draw panels, train LetterNet on their text polygons, export it to ``out_file`` (ONNX)."""
-    name = f"letter-pairs-{settings.synth_panels}-{settings.styles_panels}-{settings.seed}-{INPUT_SIDE}.npz"
+    import fitad
+
+    name = (f"letter-pairs-{settings.synth_panels}-{settings.styles_panels}-{settings.seed}-{INPUT_SIDE}"
+            f"-v{PAIRS_VERSION}-{fitad.__version__}.npz")
     x, y, valid = cached_pairs(Path(workdir), name, settings, letter_pair, progress=progress)
     model = build_unet(3)
     stats = fit_unet(model, x, y, valid, epochs=settings.epochs, batch=settings.batch, lr=settings.lr,

@@ -314,7 +314,8 @@ def repeated_pattern(rgb: np.ndarray, polygon: np.ndarray, pad: float = 0.25, mi
 def drop_line_art(rgb: np.ndarray, polygons: list[np.ndarray], pad: float = 0.25,
                   lettering: Lettering | None = None) -> list[np.ndarray]:
     """The detections that are text, i.e. all but those with evidence against: no glyph inside their box grown
-    by ``pad`` of its shorter side (line art), or a row of identical rectangles (windows, tiles). A detection
+    by ``pad`` of its shorter side (line art), a row of identical rectangles (windows, tiles), or ``lettering``
+    (LetterNet's map) seeing next to no lettering in it (halftone dots, a box laid over a figure). A detection
     ``lettering`` confirms is kept whatever the glyph rules say (lettering drawn over a figure joins its lines)."""
     return [p for p in polygons
             if (lettering is not None and lettering.confirms(p))
@@ -324,17 +325,30 @@ def drop_line_art(rgb: np.ndarray, polygons: list[np.ndarray], pad: float = 0.25
 
 # ---------------------------------------------------------------- removal
 
+def stroke_width(polygon: np.ndarray) -> float:
+    """How thick a text region is: the shorter side of its box for a quadrilateral (a detected line), and for
+    an outline of any other shape (LetterNet's, where a sound effect and balloon lines may have run into one
+    L-shaped region) at most twice its area over its perimeter, so its thin parts get a thin margin."""
+    x0, y0, x1, y1 = polygon_bounds(polygon)
+    short = min(x1 - x0, y1 - y0)
+    if len(polygon) <= 4:
+        return short
+    contour = polygon.reshape(-1, 1, 2).astype(np.float32)
+    perimeter = cv2.arcLength(contour, True)
+    return min(short, 2.0 * cv2.contourArea(contour) / perimeter) if perimeter > 0 else short
+
+
 def text_mask(shape: tuple[int, int], polygons: list[np.ndarray], dilate_px: int = 0,
               dilate_share: float = 0.0) -> np.ndarray:
     """uint8 mask (255 = text) of the filled polygons, each grown by ``dilate_px`` or by ``dilate_share`` of
-    its shorter side, whichever is more (at most ``MAX_GROW_PX``): big lettering has outlines and shadows
-    beyond the detected box."""
+    its thickness (:func:`stroke_width`), whichever is more (at most ``MAX_GROW_PX``): big lettering has
+    outlines and shadows beyond the detected box."""
     mask = np.zeros(shape[:2], np.uint8)
     h, w = mask.shape
     for polygon in polygons:  # one at a time: fillPoly with several polygons leaves their overlaps unfilled
         points = np.round(polygon).astype(np.int32)
         x0, y0, x1, y1 = polygon_bounds(polygon)
-        grow = min(max(dilate_px, int(round(dilate_share * min(x1 - x0, y1 - y0)))), MAX_GROW_PX)
+        grow = min(max(dilate_px, int(round(dilate_share * stroke_width(polygon)))), MAX_GROW_PX)
         if grow <= 0:
             cv2.fillPoly(mask, [points], 255)
             continue
@@ -373,7 +387,7 @@ def fill_flat(rgb: np.ndarray, mask: np.ndarray, ring: int = 3, share: float = 0
             continue
         median = np.median(pixels, axis=0)
         if np.mean(np.all(np.abs(pixels - median) <= tolerance, axis=1)) >= share:
-            out[y0:y1, x0:x1][region] = median.astype(np.uint8)
+            out[y0:y1, x0:x1][region] = np.round(median).astype(np.uint8)
             left[y0:y1, x0:x1][region] = 0
     return out, left
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -97,7 +98,7 @@ def build_pairs(paths: Iterable[Path], make_pair: Callable[[Path], Pair], worker
 
 def save_pairs(path: Path, pairs: Pair) -> None:
     """Write the training arrays atomically (an interrupted run leaves no half-written cache)."""
-    tmp = path.with_name(path.name + ".partial.npz")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial.npz")  # two runs in one folder do not collide
     x, y, valid = pairs
     np.savez(tmp, x=x, y=y, valid=valid)
     tmp.replace(path)
@@ -111,8 +112,9 @@ def load_pairs(path: Path) -> Pair:
 def cached_pairs(workdir: Path, cache_name: str, settings: Any, make_pair: Callable[[Path], Pair],
                  initializer: Callable[..., None] | None = None, initargs: tuple = (),
                  progress: Callable[[str], None] = lambda _m: None) -> Pair:
-    """The training arrays of ``settings`` (panel counts, seed, workers): from ``workdir/cache_name`` when an
-    earlier run left them there, else drawn, turned into arrays by ``make_pair`` and kept there."""
+    """The training arrays of ``settings`` (panel counts, seed): from ``workdir/cache_name`` when an earlier run
+    left them there (the name must say everything the arrays depend on), else drawn in ``settings.workers``
+    processes, turned into arrays by ``make_pair`` and kept there."""
     cache = Path(workdir) / cache_name
     if cache.is_file():
         pairs = load_pairs(cache)

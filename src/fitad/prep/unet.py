@@ -102,14 +102,18 @@ class NetworkTrainSettings:
 
     def __post_init__(self) -> None:
         if self.synth_panels < 0 or self.styles_panels < 0 or self.synth_panels + self.styles_panels < 8:
-            raise ValueError(f"{self.command} needs at least 8 panels in all (synth_panels + styles_panels)")
-        if self.epochs < 1 or self.batch < 1 or not 0 < self.lr < 1:
-            raise ValueError("epochs and batch must be >= 1 and lr in (0, 1)")
+            raise ValueError(f"{self.command} needs at least 8 panels in all (synth_panels + styles_panels), got "
+                             f"{self.synth_panels} + {self.styles_panels}")
+        for name, value in (("epochs", self.epochs), ("batch", self.batch), ("workers", self.workers)):
+            if value < 1:
+                raise ValueError(f"{self.command}: {name} must be >= 1, got {value}")
+        if not 0 < self.lr < 1:
+            raise ValueError(f"{self.command}: lr must be in (0, 1), got {self.lr}")
         if not STRIDE <= self.crop <= self.input_side or self.crop % STRIDE:
-            raise ValueError(f"crop must be a multiple of {STRIDE} between {STRIDE} and {self.input_side}, "
-                             f"got {self.crop}")
-        if self.workers < 1 or self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError("workers must be >= 1 and device one of auto, cpu, cuda")
+            raise ValueError(f"{self.command}: crop must be a multiple of {STRIDE} between {STRIDE} and "
+                             f"{self.input_side}, got {self.crop}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"{self.command}: device must be one of auto, cpu, cuda, got {self.device!r}")
 
 
 def training_device(requested: str = "auto") -> str:
@@ -186,7 +190,9 @@ def export_onnx(model, out_file: str | os.PathLike, in_channels: int, side: int)
     out = Path(out_file)
     tmp = out.with_name(out.name + ".export")
     dummy = torch.zeros(1, in_channels, side, side)
-    torch.onnx.export(model, (dummy,), str(tmp), input_names=["image"], output_names=["logits"], opset_version=17,
-                      dynamic_axes={"image": {2: "h", 3: "w"}, "logits": {2: "h", 3: "w"}}, dynamo=False)
-    atomic_write_bytes(out, tmp.read_bytes())
-    tmp.unlink()
+    try:
+        torch.onnx.export(model, (dummy,), str(tmp), input_names=["image"], output_names=["logits"], opset_version=17,
+                          dynamic_axes={"image": {2: "h", 3: "w"}, "logits": {2: "h", 3: "w"}}, dynamo=False)
+        atomic_write_bytes(out, tmp.read_bytes())
+    finally:
+        tmp.unlink(missing_ok=True)
