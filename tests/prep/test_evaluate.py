@@ -119,3 +119,15 @@ def test_a_broken_panel_is_named_and_the_others_are_scored(synth_dir, tmp_path):
     report = evaluate(PrepConfig(), tmp_path)
     assert [p["image"] for p in report.panels] == ["panel_0000.png"]
     assert len(report.errors) == 1 and report.errors[0].startswith("panel_0001.json: mask panel_0001_subject.png")
+
+
+def test_residual_counts_detections_of_a_text_lines_size_only():
+    from fitad.prep.evaluate import leftover_lines
+
+    line = np.array([[100, 100], [300, 100], [300, 130], [100, 130]], np.float32)       # 200 x 30 of text
+    on_line = line + [5, 0]                                                              # leftover lettering
+    part = np.array([[250, 100], [300, 100], [300, 130], [250, 130]], np.float32)       # a leftover word
+    half_panel = np.array([[0, 0], [400, 0], [400, 300], [0, 300]], np.float32)         # 20 x the line's area
+    elsewhere = np.array([[10, 350], [60, 350], [60, 380], [10, 380]], np.float32)      # no text was there
+    kept = leftover_lines([on_line, part, half_panel, elsewhere], [line], (400, 400))
+    assert [k.tolist() for k in kept] == [on_line.tolist(), part.tolist()]

@@ -7,8 +7,10 @@ Metrics, per panel and overall:
 * text recall, overall and per kind (bubble, narration, vertical, sfx): a ground-truth text box is
   found when at least ``COVERAGE`` of its area lies inside the region the stage removes (the detected
   polygons with their inpainting margin, ``prep.text_dilate_px`` / ``text_dilate_share``);
-* residual text: the detector is run again on the cleaned image; the fraction of the ground-truth
-  text area it still finds there;
+* residual text: the detector is run again on the cleaned image (with a pass on a 512 px copy, without
+  LetterNet); the fraction of the ground-truth text area its detections still cover, counting only
+  detections of about a text line's size (at most 4 times the area of the text they overlap: see
+  :func:`leftover_lines`);
 * characters found: the subjects the stage kept are matched one to one with the characters (box IoU
   at least ``MATCH_IOU``, best pairs first); the share of characters that got a subject;
 * character IoU: per character, the best box IoU of any subject; the mean over characters;
@@ -52,6 +54,21 @@ def residual_config(config: PrepConfig) -> PrepConfig:
     """The detector passes that look for text left after cleanup: the configured ones plus a 512 px copy."""
     small = config.detect_small_side or min(512, config.detect_max_side - 1)
     return dataclasses.replace(config, detect_small_side=small)
+
+
+def leftover_lines(detections: list[np.ndarray], texts: list[np.ndarray], shape: tuple[int, ...],
+                   max_growth: float = 4.0) -> list[np.ndarray]:
+    """The detections on a cleaned image that can be leftover lettering: those no more than ``max_growth``
+    times the area of the text they overlap. A box spanning half the panel (the detector's answer to
+    inpainted paper at a low score threshold) is no text line, however much text once lay under it."""
+    truth = [text_mask(shape, [t]) > 0 for t in texts]
+    kept = []
+    for detection in detections:
+        found = text_mask(shape, [detection]) > 0
+        under = sum(int(np.count_nonzero(t)) for t in truth if np.count_nonzero(t & found))
+        if under and np.count_nonzero(found) <= max_growth * under:
+            kept.append(detection)
+    return kept
 
 
 def mask_iou(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -144,7 +161,8 @@ def evaluate_panel(json_path: str, config: PrepConfig, backends: Backends) -> di
     # residual lettering is looked for by the detector alone (LetterNet would judge its own cleanup), with the
     # pass on a 512 px copy that sees big lettering, whatever the stage itself runs
     residual_polys = detect_text(backends.text, result.cleaned, residual_config(config)) if texts else []
-    residual = text_mask(shape, residual_polys) > 0
+    gt_polys = [np.asarray(t["polygon"], np.float32) for t in texts]
+    residual = text_mask(shape, leftover_lines(residual_polys, gt_polys, shape)) > 0
     text_area = int(np.count_nonzero(gt_text))
 
     chars = meta.get("characters", [])
